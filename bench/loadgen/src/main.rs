@@ -1,0 +1,3 @@
+//! Load generator for any Vault-compatible address.
+
+fn main() {}

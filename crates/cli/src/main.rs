@@ -1,0 +1,3 @@
+//! The `lessor` binary: `server` and the vault-compatible client commands.
+
+fn main() {}

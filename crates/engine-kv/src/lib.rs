@@ -1,0 +1,1 @@
+//! KV secrets engine, versions 1 and 2.

@@ -1,0 +1,1 @@
+//! HTTP layer: /v1 routing, envelope, status codes, limits, TLS.

@@ -1,0 +1,102 @@
+//! In-memory backend: dev mode and unit tests. Nothing survives the process.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+
+use crate::{Result, Storage, WriteOp};
+
+#[derive(Default)]
+pub struct InMem {
+    map: RwLock<BTreeMap<String, Vec<u8>>>,
+}
+
+impl InMem {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Vault-style listing over a sorted key set: immediate children of `prefix`, folders with
+/// a trailing `/`. Shared by every backend that keeps keys in order.
+pub fn list_children<'a>(prefix: &str, keys: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for key in keys {
+        let Some(rest) = key.strip_prefix(prefix) else { break };
+        let child = match rest.find('/') {
+            Some(i) => &rest[..=i],
+            None => rest,
+        };
+        if out.last().map(String::as_str) != Some(child) {
+            out.push(child.to_string());
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Storage for InMem {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.map.read().get(key).cloned())
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.map.write().insert(key.to_string(), value);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.map.write().remove(key);
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let map = self.map.read();
+        let keys = map
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .map(|(k, _)| k.as_str());
+        let mut out = list_children(prefix, keys);
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let map = self.map.read();
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        Ok(map
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
+        let mut map = self.map.write();
+        for op in ops {
+            match op {
+                WriteOp::Put(k, v) => {
+                    map.insert(k, v);
+                }
+                WriteOp::Delete(k) => {
+                    map.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "inmem"
+    }
+}

@@ -1,0 +1,74 @@
+//! Physical storage: the small async key-value contract every backend implements.
+//!
+//! Keys are `/`-separated paths; values are opaque bytes (barrier ciphertext above the
+//! barrier, so a backend never sees plaintext). The trait knows nothing of its
+//! implementations; `conformance` is the one suite they all pass.
+
+use async_trait::async_trait;
+
+pub mod inmem;
+
+/// Errors from a physical backend. Callers map them to a 500 (and never log values).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    #[error("storage is closed")]
+    Closed,
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// One write in an atomic batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+/// The storage contract.
+///
+/// * `list(prefix)` answers like Vault: the names directly below `prefix`, with a trailing
+///   `/` on names that are folders (have keys below them); sorted, no duplicates.
+/// * `scan(prefix, after, limit)` pages through every key (recursively) that starts with
+///   `prefix`, in key order, strictly after `after`, with values: restore uses it to rebuild
+///   indexes without one round trip per key.
+/// * `batch` applies all its writes or none of them.
+/// * Once a write returns `Ok`, it survives a crash of the process (`kill -9`) for durable
+///   backends.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()>;
+    async fn delete(&self, key: &str) -> Result<()>;
+    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
+    async fn batch(&self, ops: Vec<WriteOp>) -> Result<()>;
+
+    /// A short name for `sys/seal-status` `storage_type` (e.g. `inmem`, `file`).
+    fn kind(&self) -> &'static str;
+
+    /// The HA lock of backends that can share state between nodes; `None` for single-node
+    /// backends. Callers ask for it instead of knowing which backend they run on.
+    fn ha_lock(&self) -> Option<std::sync::Arc<dyn HaLock>> {
+        None
+    }
+}
+
+/// Leadership among several nodes sharing one backend (PostgreSQL in a later issue).
+#[async_trait]
+pub trait HaLock: Send + Sync {
+    /// Tries to become (or stay) the active node; `Ok(true)` when held.
+    async fn try_acquire(&self, node_id: &str, advertise_addr: &str) -> Result<bool>;
+    /// Gives leadership up.
+    async fn release(&self, node_id: &str) -> Result<()>;
+    /// The current holder's advertised address, if any.
+    async fn leader(&self) -> Result<Option<String>>;
+}
