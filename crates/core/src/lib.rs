@@ -1,6 +1,10 @@
 //! Core: requests, the router and mount table, the path framework, ACL, tokens, leases,
 //! barrier and seal. No HTTP, no AWS: the server crate turns HTTP into `logical::Request`.
 
+pub mod duration;
 pub mod error;
+pub mod framework;
+pub mod logical;
+pub mod ttl;
 
 pub use error::{Error, Result};

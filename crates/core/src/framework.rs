@@ -1,0 +1,249 @@
+//! The backend contract and the path framework.
+//!
+//! An engine (secrets or auth) declares its paths, each with a pattern, typed fields, the
+//! operations it handles and whether it has an existence check, and one handler. The
+//! framework matches the path, merges path captures into the data, parses fields once with
+//! Vault's weak typing, and calls the handler. Secret types are renewed and revoked through
+//! the same trait, with the internal data stored in the lease.
+
+pub mod field;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lessor_storage::Storage;
+use regex::Regex;
+use serde_json::{Map, Value};
+
+pub use field::{Field, FieldData, FieldType};
+
+use crate::logical::{Operation, Request, Response};
+use crate::{Error, Result};
+
+/// What a handler gets besides its fields.
+pub struct Ctx<'a> {
+    pub req: &'a Request,
+    /// Storage scoped to the mount and encrypted by the barrier.
+    pub storage: &'a Arc<dyn Storage>,
+    pub system: &'a SystemView,
+}
+
+/// The mount's effective settings, as a backend may need them.
+#[derive(Debug, Clone)]
+pub struct SystemView {
+    pub default_lease_ttl: Duration,
+    pub max_lease_ttl: Duration,
+    pub mount_path: String,
+}
+
+/// One path handler; its struct lives in the file of its path group.
+#[async_trait]
+pub trait PathHandler: Send + Sync {
+    async fn handle(&self, ctx: &Ctx<'_>, op: Operation, d: &FieldData)
+    -> Result<Option<Response>>;
+
+    /// Decides create vs update for writes on paths declared with an existence check.
+    async fn exists(&self, _ctx: &Ctx<'_>, _d: &FieldData) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+/// A declared path.
+pub struct Path {
+    pub pattern: Regex,
+    pub fields: Vec<Field>,
+    pub operations: Vec<Operation>,
+    pub existence_check: bool,
+    /// Store whatever keys the request sends (KV): no unknown-field warnings.
+    pub any_fields: bool,
+    pub help: &'static str,
+    pub handler: Arc<dyn PathHandler>,
+}
+
+impl Path {
+    /// `pattern` is a regex over the path relative to the mount, anchored at both ends; its
+    /// named groups become fields.
+    pub fn new(pattern: &str, handler: Arc<dyn PathHandler>) -> Self {
+        let anchored = format!("^(?:{pattern})$");
+        // Patterns are compile-time constants of the engines; a bad one is a programming
+        // error caught by every engine's tests, so fall back to a never-matching regex.
+        let pattern = Regex::new(&anchored).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "invalid path pattern");
+            Regex::new("^\u{0}never$").unwrap_or_else(|_| unreachable_regex())
+        });
+        Path {
+            pattern,
+            fields: Vec::new(),
+            operations: Vec::new(),
+            existence_check: false,
+            any_fields: false,
+            help: "",
+            handler,
+        }
+    }
+
+    pub fn fields(mut self, fields: Vec<Field>) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    pub fn ops(mut self, ops: &[Operation]) -> Self {
+        self.operations = ops.to_vec();
+        self
+    }
+
+    pub fn existence(mut self) -> Self {
+        self.existence_check = true;
+        self
+    }
+
+    pub fn any_fields(mut self) -> Self {
+        self.any_fields = true;
+        self
+    }
+
+    pub fn help(mut self, help: &'static str) -> Self {
+        self.help = help;
+        self
+    }
+
+    /// Handles create as update when the path has no existence check of its own.
+    fn supports(&self, op: Operation) -> bool {
+        self.operations.contains(&op)
+            || (op == Operation::Create && self.operations.contains(&Operation::Update))
+    }
+}
+
+#[allow(clippy::unwrap_used)]
+fn unreachable_regex() -> Regex {
+    Regex::new("$^").unwrap()
+}
+
+/// Result of renewing a secret: what the backend grants before the core applies limits.
+#[derive(Debug, Clone, Default)]
+pub struct RenewGrant {
+    pub ttl: Duration,
+    pub max_ttl: Duration,
+    /// Replaces the lease's internal data when set.
+    pub internal: Option<Value>,
+}
+
+/// What renew and revoke of a secret get.
+pub struct LeaseCtx<'a> {
+    pub storage: &'a Arc<dyn Storage>,
+    pub system: &'a SystemView,
+    pub secret_type: &'a str,
+    pub internal: &'a Value,
+    pub issue_time: time::OffsetDateTime,
+    pub increment: Duration,
+}
+
+/// A secrets engine or an auth method.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    fn paths(&self) -> &[Path];
+
+    /// Paths (relative, `*` suffix = prefix) reachable without a token: logins.
+    fn unauthenticated_paths(&self) -> &[&'static str] {
+        &[]
+    }
+
+    /// Renews a secret this backend issued. Default: not renewable.
+    async fn renew(&self, _ctx: &LeaseCtx<'_>) -> Result<RenewGrant> {
+        Err(Error::bad("lease is not renewable"))
+    }
+
+    /// Revokes a secret this backend issued. Must be idempotent and treat "already gone" as
+    /// success.
+    async fn revoke(&self, _ctx: &LeaseCtx<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once after mounting (and after unseal, for existing mounts).
+    async fn initialize(&self, _storage: &Arc<dyn Storage>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A path matched in a backend, with its captures.
+pub struct Matched<'b> {
+    pub path: &'b Path,
+    pub captures: Map<String, Value>,
+}
+
+/// Finds the path `rel` in `backend`, or `None`.
+pub fn find<'b>(backend: &'b dyn Backend, rel: &str) -> Option<Matched<'b>> {
+    backend.paths().iter().find_map(|p| {
+        let caps = p.pattern.captures(rel)?;
+        let mut captures = Map::new();
+        for name in p.pattern.capture_names().flatten() {
+            if let Some(m) = caps.name(name) {
+                captures.insert(name.to_string(), Value::String(m.as_str().to_string()));
+            }
+        }
+        Some(Matched { path: p, captures })
+    })
+}
+
+fn merge_captures(req: &Request, m: &Matched<'_>) -> (Map<String, Value>, Vec<String>) {
+    let mut data = req.data.clone();
+    let mut replaced = Vec::new();
+    for (k, v) in &m.captures {
+        if let Some(old) = data.get(k) {
+            if old != v {
+                replaced.push(k.clone());
+            }
+        }
+        data.insert(k.clone(), v.clone());
+    }
+    (data, replaced)
+}
+
+/// Answers the existence check for a write: `Ok(None)` when the path has none (the write is
+/// then an update).
+pub async fn existence(backend: &dyn Backend, ctx: &Ctx<'_>) -> Result<Option<bool>> {
+    let Some(m) = find(backend, &ctx.req.rel_path) else {
+        return Ok(None);
+    };
+    if !m.path.existence_check {
+        return Ok(None);
+    }
+    let (data, _) = merge_captures(ctx.req, &m);
+    let (d, _) = FieldData::parse(&m.path.fields, data)?;
+    m.path.handler.exists(ctx, &d).await.map(Some)
+}
+
+/// Routes one request inside a backend.
+pub async fn dispatch(backend: &dyn Backend, ctx: &Ctx<'_>) -> Result<Option<Response>> {
+    let req = ctx.req;
+    let Some(m) = find(backend, &req.rel_path) else {
+        return Err(Error::NoHandler(format!(
+            "no handler for route \"{}\". route entry not found.",
+            req.path
+        )));
+    };
+    if !m.path.supports(req.operation) {
+        return Err(Error::UnsupportedOperation);
+    }
+    let (data, replaced) = merge_captures(req, &m);
+    let (d, unknown) = FieldData::parse(&m.path.fields, data)?;
+    d.check_required(&m.path.fields)?;
+    let mut resp = m.path.handler.handle(ctx, req.operation, &d).await?;
+    if let Some(r) = resp.as_mut().filter(|r| r.raw.is_none()) {
+        if !replaced.is_empty() {
+            r.warnings.push(format!(
+                "Endpoint replaced the value of these parameters with the values captured from \
+                 the endpoint's path: [{}]",
+                replaced.join(" ")
+            ));
+        }
+        if !unknown.is_empty() && !m.path.any_fields {
+            r.warnings.push(format!(
+                "Endpoint ignored these unrecognized parameters: [{}]",
+                unknown.join(" ")
+            ));
+        }
+    }
+    Ok(resp)
+}
