@@ -49,6 +49,16 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    binary = server_binary()
+    if not os.access(binary, os.X_OK):
+        pytest.exit(
+            f"server binary {binary} not found: run `cargo build --release --bins` "
+            "(or set LESSOR_BIN, or LESSOR_TEST_TARGET=openbao to check the suite against OpenBao)",
+            returncode=2,
+        )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if TARGET == "lessor":
         return
