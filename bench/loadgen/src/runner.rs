@@ -1,0 +1,172 @@
+//! The closed loop: `concurrency` workers, each sending its next request as soon as the previous
+//! one is answered, first through an unrecorded warm-up, then for the measured duration (or
+//! until the request budget is spent).
+//!
+//! Each worker keeps its own histogram and counters and they are merged at the end, so the timed
+//! loop shares nothing but two atomic counters.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+
+use crate::client::Client;
+use crate::error::{Error, Result, Snippet};
+use crate::workload::Workload;
+
+/// Latencies are recorded in microseconds, up to this bound (longer ones saturate).
+const MAX_LATENCY_US: u64 = 120_000_000;
+
+/// Pause of a worker after a connection-level failure.
+const TRANSPORT_BACKOFF: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub concurrency: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub max_requests: Option<u64>,
+    /// A request still unanswered after this long counts as a `timeout` error, so a stuck
+    /// server cannot hold the run open.
+    pub timeout: Duration,
+}
+
+/// The measured part of a run. Only successful (2xx) requests enter the histogram; the others
+/// are counted by status (or `transport`, `timeout`) with the first body seen for each.
+pub struct Outcome {
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub error_samples: BTreeMap<String, String>,
+    pub seconds: f64,
+    pub histogram: Histogram<u64>,
+}
+
+impl Outcome {
+    fn empty() -> Result<Self> {
+        Ok(Self {
+            ok: 0,
+            errors: BTreeMap::new(),
+            error_samples: BTreeMap::new(),
+            seconds: 0.0,
+            histogram: new_histogram()?,
+        })
+    }
+
+    fn count_error(&mut self, kind: String, sample: impl FnOnce() -> String) {
+        *self.errors.entry(kind.clone()).or_default() += 1;
+        self.error_samples.entry(kind).or_insert_with(sample);
+    }
+
+    fn merge(&mut self, other: Outcome) -> Result<()> {
+        self.ok += other.ok;
+        for (kind, n) in other.errors {
+            *self.errors.entry(kind).or_default() += n;
+        }
+        for (kind, sample) in other.error_samples {
+            self.error_samples.entry(kind).or_insert(sample);
+        }
+        self.histogram
+            .add(&other.histogram)
+            .map_err(|e| Error::Histogram(format!("{e:?}")))
+    }
+}
+
+fn new_histogram() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(|e| Error::Histogram(e.to_string()))
+}
+
+/// Shared between workers: the clock boundaries and the two counters.
+struct Shared {
+    client: Client,
+    workload: Arc<dyn Workload>,
+    measure_from: Instant,
+    deadline: Instant,
+    max_requests: Option<u64>,
+    timeout: Duration,
+    /// Every call made, warm-up included: the workload's sequence number.
+    seq: AtomicU64,
+    /// Measured calls started, checked against `max_requests`.
+    tickets: AtomicU64,
+}
+
+pub async fn run(client: Client, workload: Arc<dyn Workload>, plan: &Plan) -> Result<Outcome> {
+    let start = Instant::now();
+    let measure_from = start + plan.warmup;
+    let shared = Arc::new(Shared {
+        client,
+        workload,
+        measure_from,
+        deadline: measure_from + plan.duration,
+        max_requests: plan.max_requests,
+        timeout: plan.timeout,
+        seq: AtomicU64::new(0),
+        tickets: AtomicU64::new(0),
+    });
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..plan.concurrency.max(1) {
+        workers.spawn(worker(shared.clone()));
+    }
+    let mut total = Outcome::empty()?;
+    while let Some(joined) = workers.join_next().await {
+        let outcome = joined.map_err(|e| Error::SetupOther {
+            step: "worker".into(),
+            reason: e.to_string(),
+        })??;
+        total.merge(outcome)?;
+    }
+    // Workers stop at the deadline but finish the request in flight; the measured span runs
+    // until the last answer, so throughput is not overstated.
+    total.seconds = Instant::now()
+        .saturating_duration_since(measure_from)
+        .as_secs_f64();
+    Ok(total)
+}
+
+async fn worker(shared: Arc<Shared>) -> Result<Outcome> {
+    let mut outcome = Outcome::empty()?;
+    loop {
+        let now = Instant::now();
+        let measured = now >= shared.measure_from;
+        if measured {
+            if now >= shared.deadline {
+                break;
+            }
+            if let Some(max) = shared.max_requests
+                && shared.tickets.fetch_add(1, Ordering::Relaxed) >= max
+            {
+                break;
+            }
+        }
+        let call = shared
+            .workload
+            .call(shared.seq.fetch_add(1, Ordering::Relaxed));
+        let sent = Instant::now();
+        let result = tokio::time::timeout(shared.timeout, shared.client.send(&call)).await;
+        let latency = sent.elapsed();
+        if !measured {
+            continue;
+        }
+        match result {
+            Ok(Ok(reply)) if reply.status.is_success() => {
+                outcome.ok += 1;
+                let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                outcome.histogram.saturating_record(micros.max(1));
+            }
+            Ok(Ok(reply)) => outcome.count_error(reply.status.as_u16().to_string(), || {
+                Snippet::of(&reply.body).0
+            }),
+            Ok(Err(e)) => {
+                outcome.count_error("transport".into(), || e.to_string());
+                // The server went away mid-run: keep counting, but do not spin on connects.
+                tokio::time::sleep(TRANSPORT_BACKOFF).await;
+            }
+            Err(_) => outcome.count_error("timeout".into(), || {
+                format!("no answer within {:?}", shared.timeout)
+            }),
+        }
+    }
+    Ok(outcome)
+}
