@@ -2,7 +2,9 @@
 //! barrier and seal. No HTTP, no AWS: the server crate turns HTTP into `logical::Request`.
 
 pub mod duration;
+pub mod barrier;
 pub mod error;
+pub mod seal;
 pub mod framework;
 pub mod logical;
 pub mod ttl;
