@@ -36,6 +36,9 @@ ROOT_TOKEN = "root"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 CLI_TIMEOUT = 60.0
+# OpenBao has no "file" storage: one of its durable backends stands in. pebbledb by default:
+# raft spends ~9 s electing itself leader at every init.
+OPENBAO_STORAGE = os.environ.get("LESSOR_TEST_OPENBAO_STORAGE", "pebbledb")
 
 if TARGET not in ("lessor", "openbao"):
     raise pytest.UsageError(f"LESSOR_TEST_TARGET must be lessor or openbao, not {TARGET!r}")
@@ -262,11 +265,12 @@ class FileServer:
     """A server on durable storage in one directory; stop() and start() keep the directory.
 
     lessor is configured with ``storage "file"``, OpenBao (which has no file storage) with
-    its raft storage: both keep everything under ``storage_dir``.
+    ``openbao_storage`` (pebbledb or raft): both keep everything under ``storage_dir``.
     """
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, openbao_storage: str = OPENBAO_STORAGE):
         self.base = base
+        self.openbao_storage = openbao_storage
         self.storage_dir = base / "data"
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = base / "server.hcl"
@@ -289,10 +293,10 @@ class FileServer:
         )
         if TARGET == "openbao":
             storage = (
-                'storage "raft" {\n'
+                f'storage "{self.openbao_storage}" {{\n'
                 f'  path = "{self.storage_dir}"\n'
-                '  node_id = "node1"\n'
-                "}\n"
+                + ('  node_id = "node1"\n' if self.openbao_storage == "raft" else "")
+                + "}\n"
                 f'api_addr = "http://127.0.0.1:{self.port}"\n'
                 f'cluster_addr = "http://127.0.0.1:{self.cluster_port}"\n'
             )
@@ -376,11 +380,14 @@ def dev_server(log_dir: Path):
 
 @pytest.fixture
 def file_server(tmp_path: Path):
-    """Factory: ``file_server()`` starts a durable server (uninitialised) in a fresh directory."""
+    """Factory: ``file_server()`` starts a durable server (uninitialised) in a fresh directory.
+
+    ``file_server(openbao_storage="raft")`` picks OpenBao's backend (ignored for lessor).
+    """
     created: list[FileServer] = []
 
-    def make() -> FileServer:
-        server = FileServer(tmp_path / f"server{len(created)}")
+    def make(openbao_storage: str = OPENBAO_STORAGE) -> FileServer:
+        server = FileServer(tmp_path / f"server{len(created)}", openbao_storage)
         created.append(server)
         return server.start()
 
