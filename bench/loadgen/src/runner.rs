@@ -20,6 +20,10 @@ use crate::workload::Workload;
 /// Latencies are recorded in microseconds, up to this bound (longer ones saturate).
 const MAX_LATENCY_US: u64 = 120_000_000;
 
+/// Lines written to stderr when the measured span starts and ends.
+pub const MEASURE_START: &str = "lessor-loadgen: measure-start";
+pub const MEASURE_END: &str = "lessor-loadgen: measure-end";
+
 /// Pause of a worker after a connection-level failure.
 const TRANSPORT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -109,6 +113,12 @@ pub async fn run(client: Client, workload: Arc<dyn Workload>, plan: &Plan) -> Re
     for _ in 0..plan.concurrency.max(1) {
         workers.spawn(worker(shared.clone()));
     }
+    // Markers on stderr let a driver sample the server (CPU time, memory) over exactly the
+    // measured span, leaving out setup and warm-up.
+    let marker = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from).await;
+        eprintln!("{MEASURE_START}");
+    });
     let mut total = Outcome::empty()?;
     while let Some(joined) = workers.join_next().await {
         let outcome = joined.map_err(|e| Error::SetupOther {
@@ -117,6 +127,13 @@ pub async fn run(client: Client, workload: Arc<dyn Workload>, plan: &Plan) -> Re
         })??;
         total.merge(outcome)?;
     }
+    if Instant::now() >= measure_from {
+        // Already due: let it print, so the start marker always precedes the end marker.
+        let _ = marker.await;
+    } else {
+        marker.abort();
+    }
+    eprintln!("{MEASURE_END}");
     // Workers stop at the deadline but finish the request in flight; the measured span runs
     // until the last answer, so throughput is not overstated.
     total.seconds = Instant::now()
