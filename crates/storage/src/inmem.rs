@@ -6,7 +6,8 @@ use std::ops::Bound;
 use async_trait::async_trait;
 use parking_lot::RwLock;
 
-use crate::{Result, Storage, WriteOp};
+use crate::listing::list_by_seeking;
+use crate::{Result, Storage, WriteOp, validate_key, validate_ops};
 
 #[derive(Default)]
 pub struct InMem {
@@ -24,7 +25,9 @@ impl InMem {
 pub fn list_children<'a>(prefix: &str, keys: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for key in keys {
-        let Some(rest) = key.strip_prefix(prefix) else { break };
+        let Some(rest) = key.strip_prefix(prefix) else {
+            break;
+        };
         let child = match rest.find('/') {
             Some(i) => &rest[..=i],
             None => rest,
@@ -43,23 +46,23 @@ impl Storage for InMem {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        validate_key(key)?;
         self.map.write().insert(key.to_string(), value);
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        validate_key(key)?;
         self.map.write().remove(key);
         Ok(())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let map = self.map.read();
-        let keys = map
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .map(|(k, _)| k.as_str());
-        let mut out = list_children(prefix, keys);
-        out.dedup();
-        Ok(out)
+        list_by_seeking(prefix, |start| {
+            map.range((start, Bound::Unbounded))
+                .map(|(k, _)| Ok(k.clone()))
+        })
     }
 
     async fn scan(
@@ -82,6 +85,7 @@ impl Storage for InMem {
     }
 
     async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
+        validate_ops(&ops)?;
         let mut map = self.map.write();
         for op in ops {
             match op {
@@ -98,5 +102,24 @@ impl Storage for InMem {
 
     fn kind(&self) -> &'static str {
         "inmem"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance() {
+        crate::conformance::run_all(|| Arc::new(InMem::new())).await;
+    }
+
+    #[test]
+    fn list_children_folds_folders() {
+        let keys = ["a", "a/b", "a/c/d", "a/c/e", "b"];
+        assert_eq!(list_children("a/", keys[1..4].iter().copied()), ["b", "c/"]);
+        assert_eq!(list_children("", keys.iter().copied()), ["a", "a/", "b"]);
     }
 }

@@ -6,10 +6,16 @@
 
 use async_trait::async_trait;
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod file;
 pub mod inmem;
+pub mod listing;
+
+pub use file::{FileStorage, open_file};
 
 /// Errors from a physical backend. Callers map them to a 500 (and never log values).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StorageError {
     #[error("storage I/O error: {0}")]
     Io(String),
@@ -21,11 +27,38 @@ pub enum StorageError {
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
+/// Checks a key a write names: non-empty and free of NUL (which some backends, PostgreSQL's
+/// `text` among them, cannot store). Every backend calls it before writing anything, so a
+/// batch with one bad key applies none of its writes.
+pub fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(StorageError::InvalidKey("empty key".into()));
+    }
+    if key.contains('\0') {
+        return Err(StorageError::InvalidKey("key contains NUL".into()));
+    }
+    Ok(())
+}
+
+/// Validates every key of a batch (see [`validate_key`]).
+pub fn validate_ops(ops: &[WriteOp]) -> Result<()> {
+    ops.iter().try_for_each(|op| validate_key(op.key()))
+}
+
 /// One write in an atomic batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
     Put(String, Vec<u8>),
     Delete(String),
+}
+
+impl WriteOp {
+    /// The key the write names.
+    pub fn key(&self) -> &str {
+        match self {
+            WriteOp::Put(k, _) | WriteOp::Delete(k) => k,
+        }
+    }
 }
 
 /// The storage contract.
@@ -35,7 +68,9 @@ pub enum WriteOp {
 /// * `scan(prefix, after, limit)` pages through every key (recursively) that starts with
 ///   `prefix`, in key order, strictly after `after`, with values: restore uses it to rebuild
 ///   indexes without one round trip per key.
-/// * `batch` applies all its writes or none of them.
+/// * `batch` applies all its writes, in order, or none of them; readers never see part of one.
+/// * Writes name keys that pass [`validate_key`]; others fail with `InvalidKey` and write
+///   nothing. Reads of such keys simply find nothing.
 /// * Once a write returns `Ok`, it survives a crash of the process (`kill -9`) for durable
 ///   backends.
 #[async_trait]

@@ -1,0 +1,325 @@
+//! The embedded durable backend (`storage "file" { path = "..." }`), on fjall (an LSM tree
+//! with a write-ahead journal); docs/decisions/storage.md says why that engine.
+//!
+//! Writes go through **group commit**: each request hands its ops and a oneshot to one writer
+//! thread, which takes everything queued, applies it as one fjall batch, fdatasyncs the journal
+//! once and then acknowledges every request in the group. A write is acknowledged only after
+//! that sync, and fjall makes a batch visible to readers only after its journal write, so a
+//! reader never sees a write that a crash could take back.
+//!
+//! Reads never touch the writer: they run on tokio's blocking pool against fjall's snapshots.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use async_trait::async_trait;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use tokio::sync::oneshot;
+
+use crate::listing::list_by_seeking;
+use crate::{Result, Storage, StorageError, WriteOp, validate_ops};
+
+/// Folder inside the configured directory that holds fjall's files.
+const DATA_DIR: &str = "fjall";
+/// The one keyspace (fjall's column family) lessor uses.
+const KEYSPACE: &str = "kv";
+/// Most requests one group takes, and most value bytes it gathers beyond its first request,
+/// so one commit never grows without bound while others wait for the next.
+const MAX_GROUP_REQUESTS: usize = 4096;
+const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
+/// One request for the writer thread: its ops and where to send the outcome.
+struct Job {
+    ops: Vec<WriteOp>,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// The file backend. Cheap to share behind an `Arc`; dropping the last handle lets the
+/// writer thread finish what is queued and stop.
+pub struct FileStorage {
+    db: Database,
+    kv: Keyspace,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Opens (creating if needed) the store in directory `path`.
+pub fn open_file(path: &Path) -> Result<Arc<dyn Storage>> {
+    Ok(Arc::new(FileStorage::open(path)?))
+}
+
+fn io(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Io(e.to_string())
+}
+
+impl FileStorage {
+    /// Opens (creating if needed) the store in directory `path`. Fails if another process
+    /// has it open.
+    pub fn open(path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| io(format!("creating {}: {e}", path.display())))?;
+        let db = Database::builder(path.join(DATA_DIR))
+            .open()
+            .map_err(|e| io(format!("opening {}: {e}", path.display())))?;
+        let kv = db
+            .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
+            .map_err(io)?;
+        let (jobs, queue) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            kv: kv.clone(),
+        };
+        std::thread::Builder::new()
+            .name("storage-writer".into())
+            .spawn(move || writer.run(&queue))
+            .map_err(|e| io(format!("starting the writer thread: {e}")))?;
+        Ok(Self { db, kv, jobs })
+    }
+
+    /// Queues ops for the writer and waits until they are durable.
+    async fn write(&self, ops: Vec<WriteOp>) -> Result<()> {
+        validate_ops(&ops)?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (done, outcome) = oneshot::channel();
+        self.jobs
+            .send(Job { ops, done })
+            .map_err(|_| StorageError::Closed)?;
+        outcome.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Runs a read on the blocking pool: fjall may go to disk.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database, &Keyspace) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (db, kv) = (self.db.clone(), self.kv.clone());
+        tokio::task::spawn_blocking(move || f(&db, &kv))
+            .await
+            .map_err(|e| io(format!("read task: {e}")))?
+    }
+}
+
+fn utf8_key(bytes: &[u8]) -> Result<String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| io("stored key is not UTF-8"))
+}
+
+/// Keys from `start` onwards in `snap`, in order.
+fn keys_from(
+    snap: &fjall::Snapshot,
+    kv: &Keyspace,
+    start: Bound<String>,
+) -> impl Iterator<Item = Result<String>> + use<> {
+    snap.range(kv, (start, Bound::<String>::Unbounded))
+        .map(|g| g.key().map_err(io).and_then(|k| utf8_key(&k)))
+}
+
+#[async_trait]
+impl Storage for FileStorage {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = key.to_string();
+        self.read(move |_, kv| Ok(kv.get(&key).map_err(io)?.map(|v| v.to_vec())))
+            .await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.write(vec![WriteOp::Put(key.to_string(), value)]).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.write(vec![WriteOp::Delete(key.to_string())]).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let prefix = prefix.to_string();
+        self.read(move |db, kv| {
+            let snap = db.snapshot();
+            list_by_seeking(&prefix, |start| keys_from(&snap, kv, start))
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        let prefix = prefix.to_string();
+        let start = match after {
+            Some(a) if a >= prefix.as_str() => Bound::Excluded(a.to_string()),
+            _ => Bound::Included(prefix.clone()),
+        };
+        self.read(move |db, kv| {
+            let snap = db.snapshot();
+            let mut out = Vec::new();
+            for item in snap.range(kv, (start, Bound::<String>::Unbounded)) {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = item.into_inner().map_err(io)?;
+                if !k.starts_with(prefix.as_bytes()) {
+                    break;
+                }
+                out.push((utf8_key(&k)?, v.to_vec()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
+        self.write(ops).await
+    }
+
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+}
+
+/// The writer thread's state: the only code that writes to fjall.
+struct Writer {
+    db: Database,
+    kv: Keyspace,
+}
+
+impl Writer {
+    fn run(&self, queue: &mpsc::Receiver<Job>) {
+        // Ends when every `FileStorage` handle (and so every sender) is gone.
+        while let Ok(first) = queue.recv() {
+            let mut bytes = 0;
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP_REQUESTS && bytes < MAX_GROUP_BYTES {
+                match queue.try_recv() {
+                    Ok(job) => {
+                        bytes += job.ops.iter().map(op_bytes).sum::<usize>();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let outcome = self.commit(&group);
+            if let Err(e) = &outcome {
+                tracing::error!(error = %e, requests = group.len(), "storage commit failed");
+            }
+            for job in group {
+                // A requester that stopped waiting no longer needs the answer.
+                let _ = job.done.send(outcome.clone());
+            }
+        }
+    }
+
+    /// Applies a group as one durable batch. Later writes to a key win, as if the requests
+    /// had committed one after another in queue order.
+    fn commit(&self, group: &[Job]) -> Result<()> {
+        let mut last: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
+        for op in group.iter().flat_map(|job| &job.ops) {
+            match op {
+                WriteOp::Put(k, v) => last.insert(k, Some(v)),
+                WriteOp::Delete(k) => last.insert(k, None),
+            };
+        }
+        // fjall leaves the order of two writes to one key in a batch unspecified, hence one
+        // write per key. fdatasync suffices for its append-only journal.
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        for (k, v) in last {
+            match v {
+                Some(v) => batch.insert(&self.kv, k, v),
+                None => batch.remove(&self.kv, k),
+            }
+        }
+        batch.commit().map_err(io)
+    }
+}
+
+fn op_bytes(op: &WriteOp) -> usize {
+    match op {
+        WriteOp::Put(k, v) => k.len() + v.len(),
+        WriteOp::Delete(k) => k.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn must<T>(r: Result<T>) -> T {
+        match r {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn tempdir() -> tempfile::TempDir {
+        match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance() {
+        let dirs = parking_lot::Mutex::new(Vec::new());
+        crate::conformance::run_all(|| {
+            let dir = tempdir();
+            let s = must(open_file(dir.path()));
+            dirs.lock().push(dir);
+            s
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn reopen_keeps_data_and_creates_the_directory() {
+        let dir = tempdir();
+        let path = dir.path().join("not/yet/there");
+        {
+            let s = must(FileStorage::open(&path));
+            must(s.put("a/b", b"v".to_vec()).await);
+            assert_eq!(s.kind(), "file");
+        }
+        // The writer thread may still hold the lock for a moment after the last handle goes.
+        let mut reopened = FileStorage::open(&path);
+        for _ in 0..100 {
+            if reopened.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            reopened = FileStorage::open(&path);
+        }
+        let s = must(reopened);
+        assert_eq!(must(s.get("a/b").await), Some(b"v".to_vec()));
+        assert_eq!(must(s.list("").await), ["a/"]);
+    }
+
+    #[tokio::test]
+    async fn a_second_open_of_a_live_store_fails() {
+        let dir = tempdir();
+        let _first = must(FileStorage::open(dir.path()));
+        assert!(FileStorage::open(dir.path()).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_share_commits() {
+        let dir = tempdir();
+        let s = Arc::new(must(FileStorage::open(dir.path())));
+        let mut tasks = Vec::new();
+        for t in 0..64 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..20 {
+                    must(s.put(&format!("t/{t}/{i}"), vec![0; 500]).await);
+                }
+            }));
+        }
+        for t in tasks {
+            if let Err(e) = t.await {
+                panic!("{e}");
+            }
+        }
+        assert_eq!(must(s.scan("t/", None, 10_000).await).len(), 64 * 20);
+    }
+}
