@@ -7,6 +7,7 @@ pub mod error;
 pub mod seal;
 pub mod framework;
 pub mod logical;
+pub mod policy;
 pub mod ttl;
 
 pub use error::{Error, Result};
