@@ -1,3 +1,18 @@
 //! The `lessor` binary: `server` and the vault-compatible client commands.
+//!
+//! The command line is the vault CLI's, so scripts written for `vault` (or `bao`) run
+//! unchanged; the program name does not matter, so a `vault` symlink behaves the same.
 
-fn main() {}
+mod args;
+mod client;
+mod commands;
+mod output;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let code = match argv.first().map(String::as_str) {
+        Some("server") => lessor_server::serve_main(argv[1..].to_vec()),
+        _ => commands::run(&argv),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,185 @@
+//! `login`: authenticate and keep the token in `~/.vault-token`.
+//!
+//! The token method looks the token up (`auth/token/lookup-self`) to show what it is. Every
+//! other method is generic: `-method=X [-path=P] k=v...` posts the data to
+//! `auth/<P or X>/login` and takes `auth.client_token`; a method that needs a default input
+//! (the Kubernetes service-account token) supplies it in [`method_defaults`].
+
+use serde_json::{Map, Value, json};
+
+use super::{CmdResult, Command, Ctx, Exit, kv_data, prompt_line};
+use crate::args::Flag;
+use crate::client::token_file;
+use crate::output::{self, Format};
+
+/// Where a pod finds its service-account token.
+const K8S_SA_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+pub(super) fn commands() -> Vec<Command> {
+    vec![Command {
+        words: &["login"],
+        flags: const {
+            &[&[
+                Flag::string(&["method"]),
+                Flag::string(&["path"]),
+                Flag::boolean(&["no-store"]),
+                Flag::boolean(&["token-only"]),
+                Flag::boolean(&["no-print"]),
+            ]]
+        },
+        run: login,
+        help: "Authenticate locally",
+    }]
+}
+
+fn login(ctx: &mut Ctx) -> CmdResult {
+    let method = ctx.flags.get("method").unwrap_or("token").to_string();
+    let secret = if method == "token" {
+        ctx.flags.expect_args(0, 1)?;
+        token_login(ctx)?
+    } else {
+        method_login(ctx, &method)?
+    };
+    let token = secret
+        .get("auth")
+        .and_then(|a| a.get("client_token"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Exit::with_code(
+                2,
+                "Error authenticating: no authentication information returned",
+            )
+        })?
+        .to_string();
+    if ctx.flags.bool("token-only") {
+        output::raw_value(&token);
+        return Ok(0);
+    }
+    let store = !ctx.flags.bool("no-store");
+    if store {
+        store_token(&token)?;
+    }
+    if ctx.flags.bool("no-print") {
+        return Ok(0);
+    }
+    let env_token = ["VAULT_TOKEN", "BAO_TOKEN"]
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()));
+    if env_token && store {
+        output::errln(
+            "WARNING! The VAULT_TOKEN environment variable is set! The value of this variable\n\
+             will take precedence; if this is unwanted please unset VAULT_TOKEN or update its\n\
+             value accordingly.\n",
+        );
+    }
+    if ctx.format == Format::Table && ctx.field.is_none() {
+        if !store {
+            output::outln(
+                "The token was not stored in token helper. Set the VAULT_TOKEN environment\n\
+                 variable or pass the token below with each request to Vault.\n",
+            );
+        }
+        output::outln(
+            "Success! You are now authenticated. The token information displayed below is\n\
+             already stored in the token helper. You do NOT need to run \"vault login\" again.\n\
+             Future Vault requests will automatically use this token.\n",
+        );
+    }
+    ctx.print_secret(&secret)
+}
+
+fn token_login(ctx: &mut Ctx) -> Result<Value, Exit> {
+    let token = match ctx.args().first() {
+        Some(t) if t != "-" => t.clone(),
+        _ => prompt_line("Token (will be hidden): ")?,
+    };
+    if token.is_empty() {
+        return Err(Exit::usage("Missing token"));
+    }
+    if ctx.flags.bool("token-only") {
+        // No verification, as vault's -token-only.
+        return Ok(json!({"auth": {"client_token": token}}));
+    }
+    ctx.client.set_token(Some(token.clone()));
+    let lookup = ctx
+        .client
+        .read("auth/token/lookup-self", &[])
+        .map_err(|e| Exit::api("Error looking up token", &e))?
+        .ok_or_else(|| Exit::with_code(2, "Error looking up token: token not found"))?;
+    let data = lookup.get("data").cloned().unwrap_or(Value::Null);
+    let d = |k: &str| data.get(k).cloned().unwrap_or(Value::Null);
+    Ok(json!({
+        "request_id": lookup.get("request_id").cloned().unwrap_or(json!("")),
+        "lease_id": "",
+        "lease_duration": 0,
+        "renewable": false,
+        "data": null,
+        "warnings": null,
+        "auth": {
+            "client_token": token,
+            "accessor": d("accessor"),
+            "policies": d("policies"),
+            "token_policies": d("policies"),
+            "identity_policies": d("identity_policies"),
+            "metadata": d("meta"),
+            "orphan": d("orphan"),
+            "entity_id": d("entity_id"),
+            "lease_duration": d("ttl"),
+            "renewable": d("renewable"),
+        }
+    }))
+}
+
+/// Inputs a method gets when the user leaves them out.
+fn method_defaults(method: &str, data: &mut Map<String, Value>) -> Result<(), Exit> {
+    if method == "kubernetes" && !data.contains_key("jwt") {
+        let jwt = std::fs::read_to_string(K8S_SA_TOKEN).map_err(|e| {
+            Exit::usage(format!(
+                "No jwt given and the service account token could not be read from {K8S_SA_TOKEN}: {e}"
+            ))
+        })?;
+        data.insert("jwt".into(), Value::String(jwt.trim().to_string()));
+    }
+    Ok(())
+}
+
+fn method_login(ctx: &mut Ctx, method: &str) -> Result<Value, Exit> {
+    let mut data = kv_data(ctx.args())?;
+    method_defaults(method, &mut data)?;
+    let mount = ctx
+        .flags
+        .get("path")
+        .map(super::sanitize_path)
+        .unwrap_or_else(|| method.to_string());
+    let path = format!("auth/{mount}/login");
+    ctx.client
+        .write(&path, &Value::Object(data))
+        .map_err(|e| Exit::api("Error authenticating", &e))?
+        .ok_or_else(|| {
+            Exit::with_code(
+                2,
+                "Error authenticating: no authentication information returned",
+            )
+        })
+}
+
+fn store_token(token: &str) -> Result<(), Exit> {
+    let path =
+        token_file().ok_or_else(|| Exit::with_code(2, "Error storing token: HOME is not set"))?;
+    write_private(&path, token).map_err(|e| Exit::with_code(2, format!("Error storing token: {e}")))
+}
+
+/// Writes the token file readable by its owner only.
+fn write_private(path: &std::path::Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(token.as_bytes())
+}

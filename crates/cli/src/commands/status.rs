@@ -1,0 +1,167 @@
+//! `status`: seal status then leader, exit 2 when sealed; also the seal-status rendering
+//! `operator unseal` reuses.
+
+use serde_json::{Map, Value};
+
+use super::{CmdResult, Command, Ctx, Exit};
+use crate::client::Client;
+use crate::output::{self, Format};
+
+pub(super) fn commands() -> Vec<Command> {
+    vec![Command {
+        words: &["status"],
+        flags: &[],
+        run: status,
+        help: "Print seal and HA status",
+    }]
+}
+
+fn status(ctx: &mut Ctx) -> CmdResult {
+    ctx.flags.expect_args(0, 0)?;
+    let seal = ctx
+        .client
+        .request("GET", "sys/seal-status", &[], crate::client::Body::None)
+        .map(|r| r.body.unwrap_or(Value::Null))
+        .map_err(|e| Exit::with_code(1, format!("Error checking seal status: {e}")))?;
+    let code = print_seal_status(ctx, &seal)?;
+    let sealed = seal.get("sealed").and_then(Value::as_bool).unwrap_or(true);
+    Ok(if sealed { 2 } else { code })
+}
+
+fn leader(client: &Client) -> Result<Value, Exit> {
+    client
+        .request("GET", "sys/leader", &[], crate::client::Body::None)
+        .map(|r| r.body.unwrap_or(Value::Null))
+        .map_err(|e| Exit::with_code(1, format!("Error checking leader status: {e}")))
+}
+
+/// Prints a seal-status body merged with the leader's HA fields, as `vault status` does.
+pub(super) fn print_seal_status(ctx: &Ctx, seal: &Value) -> CmdResult {
+    let leader = leader(&ctx.client)?;
+    let lget = |k: &str| leader.get(k).cloned().unwrap_or(Value::Null);
+    let ha_enabled = lget("ha_enabled").as_bool().unwrap_or(false);
+    if ctx.format == Format::Json || ctx.field.is_some() {
+        let mut merged: Map<String, Value> = seal.as_object().cloned().unwrap_or_default();
+        merged.insert("ha_enabled".into(), Value::Bool(ha_enabled));
+        if ha_enabled {
+            for k in [
+                "is_self",
+                "active_time",
+                "leader_address",
+                "leader_cluster_address",
+                "performance_standby",
+                "performance_standby_last_remote_wal",
+            ] {
+                merged.insert(k.into(), lget(k));
+            }
+        }
+        return ctx.print_object(&Value::Object(merged));
+    }
+    output::out(&output::kv_table(&seal_rows(seal, &leader)));
+    Ok(0)
+}
+
+fn seal_rows(seal: &Value, leader: &Value) -> Vec<(String, String)> {
+    let s = |k: &str| seal.get(k).map(output::go_value).unwrap_or_default();
+    let present = |k: &str| {
+        seal.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|v| !v.is_empty())
+    };
+    let mut rows = vec![
+        ("Seal Type".to_string(), s("type")),
+        ("Initialized".to_string(), s("initialized")),
+        ("Sealed".to_string(), s("sealed")),
+        ("Total Shares".to_string(), s("n")),
+        ("Threshold".to_string(), s("t")),
+    ];
+    if seal.get("sealed").and_then(Value::as_bool).unwrap_or(true) {
+        rows.push((
+            "Unseal Progress".to_string(),
+            format!("{}/{}", s("progress"), s("t")),
+        ));
+        rows.push(("Unseal Nonce".to_string(), s("nonce")));
+    }
+    rows.push(("Version".to_string(), s("version")));
+    if present("build_date") {
+        rows.push(("Build Date".to_string(), s("build_date")));
+    }
+    if present("commit_date") {
+        rows.push(("Commit Date".to_string(), s("commit_date")));
+    }
+    if present("storage_type") {
+        rows.push(("Storage Type".to_string(), s("storage_type")));
+    }
+    if present("cluster_name") {
+        rows.push(("Cluster Name".to_string(), s("cluster_name")));
+    }
+    if present("cluster_id") {
+        rows.push(("Cluster ID".to_string(), s("cluster_id")));
+    }
+    let l = |k: &str| leader.get(k).map(output::go_value).unwrap_or_default();
+    let ha_enabled = leader
+        .get("ha_enabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    rows.push(("HA Enabled".to_string(), ha_enabled.to_string()));
+    if ha_enabled {
+        let is_self = leader
+            .get("is_self")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        rows.push(("HA Cluster".to_string(), l("leader_cluster_address")));
+        rows.push((
+            "HA Mode".to_string(),
+            if is_self { "active" } else { "standby" }.to_string(),
+        ));
+        if is_self {
+            rows.push(("Active Since".to_string(), l("active_time")));
+        } else {
+            rows.push(("Active Node Address".to_string(), l("leader_address")));
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sealed_rows_show_progress() {
+        let seal = json!({"type": "shamir", "initialized": true, "sealed": true, "t": 2, "n": 3,
+            "progress": 1, "nonce": "", "version": "0.1.0", "build_date": "2026-01-01T00:00:00Z"});
+        let rows = seal_rows(&seal, &json!({"ha_enabled": false}));
+        let names: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Seal Type",
+                "Initialized",
+                "Sealed",
+                "Total Shares",
+                "Threshold",
+                "Unseal Progress",
+                "Unseal Nonce",
+                "Version",
+                "Build Date",
+                "HA Enabled"
+            ]
+        );
+        assert_eq!(rows[5].1, "1/2");
+        assert_eq!(rows[6].1, "");
+    }
+
+    #[test]
+    fn unsealed_ha_rows() {
+        let seal = json!({"type": "shamir", "initialized": true, "sealed": false, "t": 1, "n": 1,
+            "version": "0.1.0", "cluster_name": "c", "cluster_id": "id"});
+        let leader = json!({"ha_enabled": true, "is_self": true, "active_time": "t0",
+            "leader_cluster_address": "https://x:8201"});
+        let rows = seal_rows(&seal, &leader);
+        assert!(rows.iter().all(|(k, _)| k != "Unseal Progress"));
+        assert!(rows.contains(&("HA Mode".to_string(), "active".to_string())));
+        assert!(rows.contains(&("Cluster ID".to_string(), "id".to_string())));
+    }
+}
