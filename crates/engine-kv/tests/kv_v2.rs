@@ -463,9 +463,12 @@ async fn delete_version_after_expires_versions() {
         m.req(Operation::Read, "subkeys/t", json!({})).await.status,
         404
     );
-    // Undelete clears the deletion time.
+    // Undelete starts the clock again from now.
     m.write("undelete/t", json!({"versions": [1]})).await;
-    assert_eq!(m.read("data/t").await.status, 200);
+    let r = m.read("data/t").await;
+    assert_eq!(r.status, 200);
+    let rearmed = r.data["metadata"]["deletion_time"].as_str().unwrap();
+    assert!(rearmed.starts_with("2024-01-01T02:00:01"), "{rearmed}");
 
     // The mount's setting caps the secret's.
     m.write("config", json!({"delete_version_after": "10m"}))

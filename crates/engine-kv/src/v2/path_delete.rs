@@ -1,7 +1,8 @@
 //! `delete/:path`, `undelete/:path`, `destroy/:path`: act on a list of versions.
 //!
-//! Delete sets a deletion time (reads then answer 404 with metadata), undelete clears it,
-//! destroy removes the version's data for good. Versions that do not exist are skipped.
+//! Delete sets a deletion time (reads then answer 404 with metadata), undelete clears it
+//! (or, under `delete_version_after`, sets it that far from now), destroy removes the
+//! version's data for good. Versions that do not exist are skipped.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use lessor_core::logical::{Operation, Response};
 use lessor_core::{Error, Result};
 use lessor_storage::WriteOp;
 
-use super::store::{KeyMeta, State, version_key};
+use super::store::{Config, KeyMeta, State, version_key};
 
 #[derive(Clone, Copy)]
 enum Action {
@@ -85,6 +86,8 @@ impl PathHandler for Versions {
         let Some(mut meta) = KeyMeta::load(ctx.storage, &path).await? else {
             return Ok(None);
         };
+        // An undeleted version starts its `delete_version_after` clock again.
+        let rearmed = meta.deletion_from(&Config::load(ctx.storage).await?, now);
         let mut ops = Vec::new();
         for n in versions {
             let Some(vm) = meta.versions.get_mut(&n) else {
@@ -92,7 +95,7 @@ impl PathHandler for Versions {
             };
             match self.action {
                 Action::Delete if !vm.is_gone(now) => vm.deletion = Some(now),
-                Action::Undelete if !vm.destroyed => vm.deletion = None,
+                Action::Undelete if !vm.destroyed => vm.deletion = rearmed,
                 Action::Destroy => {
                     vm.destroyed = true;
                     ops.push(WriteOp::Delete(version_key(&path, n)));

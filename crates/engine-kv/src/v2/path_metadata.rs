@@ -199,8 +199,7 @@ fn custom_value(key: &str, v: &Value) -> Result<String> {
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
         _ => Err(Error::bad(format!(
-            "Field validation failed: error converting input for field \"custom_metadata\": \
-             value of key {key:?} is not a string"
+            "custom_metadata validation failed: value of key {key:?} is not a string"
         ))),
     }
 }

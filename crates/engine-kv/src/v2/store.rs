@@ -159,6 +159,13 @@ impl KeyMeta {
             .min()
     }
 
+    /// The deletion time `delete_version_after` gives a version written (or undeleted)
+    /// at `now`.
+    pub fn deletion_from(&self, cfg: &Config, now: i64) -> Option<i64> {
+        self.effective_delete_after(cfg)
+            .map(|s| now.saturating_add(s.saturating_mul(NANOS)))
+    }
+
     /// The check-and-set rules of a write. `cas` is the parsed `options.cas`.
     pub fn check_cas(&self, cfg: &Config, cas: Cas) -> Result<()> {
         match cas {
@@ -182,9 +189,7 @@ impl KeyMeta {
         now: i64,
         data: &Map<String, Value>,
     ) -> Result<Vec<WriteOp>> {
-        let deletion = self
-            .effective_delete_after(cfg)
-            .map(|s| now.saturating_add(s.saturating_mul(NANOS)));
+        let deletion = self.deletion_from(cfg, now);
         self.current_version += 1;
         let n = self.current_version;
         self.versions.insert(
