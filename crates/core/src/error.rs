@@ -11,6 +11,9 @@ pub enum Error {
     /// 403 with Vault's bare `permission denied`.
     #[error("permission denied")]
     PermissionDenied,
+    /// 403 with a specific message (preflight checks, CIDR bindings).
+    #[error("{0}")]
+    PermissionDeniedMsg(String),
     /// 403 for a missing, unknown or expired token.
     #[error("permission denied")]
     InvalidToken,
@@ -23,6 +26,9 @@ pub enum Error {
     /// 405.
     #[error("unsupported operation")]
     UnsupportedOperation,
+    /// 415: PATCH without a merge-patch content type.
+    #[error("Unsupported Content-Type header {0:?}; must be application/merge-patch+json")]
+    UnsupportedMediaType(String),
     /// 413.
     #[error("request body too large")]
     TooLarge,
@@ -54,10 +60,11 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::BadRequest(_) => 400,
-            Error::PermissionDenied | Error::InvalidToken => 403,
+            Error::PermissionDenied | Error::PermissionDeniedMsg(_) | Error::InvalidToken => 403,
             Error::NotFound | Error::NoHandler(_) => 404,
             Error::UnsupportedOperation => 405,
             Error::TooLarge => 413,
+            Error::UnsupportedMediaType(_) => 415,
             Error::QuotaExceeded(_) => 429,
             Error::Internal(_) | Error::Storage(_) => 500,
             Error::Sealed => 503,

@@ -149,6 +149,11 @@ pub trait Backend: Send + Sync {
         &[]
     }
 
+    /// Paths (relative, `*` suffix = prefix) that need `sudo` besides their capability.
+    fn sudo_paths(&self) -> &[&'static str] {
+        &[]
+    }
+
     /// Renews a secret this backend issued. Default: not renewable.
     async fn renew(&self, _ctx: &LeaseCtx<'_>) -> Result<RenewGrant> {
         Err(Error::bad("lease is not renewable"))
@@ -174,6 +179,11 @@ pub struct Matched<'b> {
 
 /// Finds the path `rel` in `backend`, or `None`.
 pub fn find<'b>(backend: &'b dyn Backend, rel: &str) -> Option<Matched<'b>> {
+    // LIST requests carry a trailing `/`; patterns may or may not spell it.
+    find_exact(backend, rel).or_else(|| find_exact(backend, rel.strip_suffix('/')?))
+}
+
+fn find_exact<'b>(backend: &'b dyn Backend, rel: &str) -> Option<Matched<'b>> {
     backend.paths().iter().find_map(|p| {
         let caps = p.pattern.captures(rel)?;
         let mut captures = Map::new();
@@ -246,4 +256,12 @@ pub async fn dispatch(backend: &dyn Backend, ctx: &Ctx<'_>) -> Result<Option<Res
         }
     }
     Ok(resp)
+}
+
+/// Matches `rel` against path patterns where a trailing `*` means "this prefix".
+pub fn matches_any(patterns: &[&str], rel: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => rel.starts_with(prefix),
+        None => rel == *p,
+    })
 }

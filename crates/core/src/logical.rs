@@ -168,6 +168,8 @@ pub struct Response {
     pub renewable: bool,
     /// Copy every key of `data` to the top level too (legacy `sys/` shapes).
     pub legacy_top_level: bool,
+    /// Type of the mount that answered (`kv`, `system`, `token`), for the envelope.
+    pub mount_type: String,
 }
 
 impl Response {

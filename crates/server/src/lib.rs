@@ -1,9 +1,35 @@
-//! HTTP layer: /v1 routing, envelope, status codes, limits, TLS.
+//! HTTP layer: /v1 routing, envelope, status codes, limits, TLS; and `lessor server`.
+//!
+//! `router(state)` is apart from `serve_main` so tests drive the server in-process.
 
-/// Entry point of `lessor server ...`: parses the server flags (`-dev`, `-config`, ...), runs
-/// the server until SIGTERM/SIGINT, and returns the process exit code.
-pub fn serve_main(args: Vec<String>) -> i32 {
-    let _ = args;
-    eprintln!("server: not built yet");
-    1
+pub mod config;
+pub mod http;
+mod serve;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::any;
+use lessor_core::core::Factory;
+
+pub use http::AppState;
+pub use serve::{Server, serve_main};
+
+/// Every `/v1/*` request goes to the core; anything else is a 404.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/{*path}", any(http::handle))
+        .fallback(http::not_found)
+        .with_state(state)
+}
+
+/// The secrets engines and auth methods this binary can mount, by type.
+pub fn factories() -> BTreeMap<String, Factory> {
+    let mut f: BTreeMap<String, Factory> = BTreeMap::new();
+    f.insert(
+        "kv".into(),
+        Arc::new(|entry| lessor_engine_kv::factory(&entry.options)),
+    );
+    f
 }

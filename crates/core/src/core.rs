@@ -1,0 +1,416 @@
+//! The Core: seal state, the mounted backends, and the request pipeline.
+//!
+//! `handle` is the one way into lessor: sealed check, token resolution, routing, the
+//! existence check (create vs update), the ACL, the backend, then lease registration for
+//! secrets and token creation for logins. Layers only call downward.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use lessor_storage::Storage;
+use parking_lot::RwLock;
+
+use crate::barrier::{Barrier, View};
+use crate::clock::{Clock, SystemClock};
+use crate::expiration::{Expiration, SystemTtls, system_view};
+use crate::framework::{self, Backend, Ctx, matches_any};
+use crate::logical::{Operation, Request, Response};
+use crate::mounts::{self, MountEntry, Mounted, Router, Table};
+use crate::policy::{Capabilities, PolicyStore};
+use crate::seal::{Seal, SealStatus};
+use crate::token::{CreateParams, TokenEntry, TokenStore, TtlLimits};
+use crate::{Error, Result, builtin, sys};
+
+/// Builds the backend of a mount type from its entry (options, config).
+pub type Factory = Arc<dyn Fn(&MountEntry) -> Result<Arc<dyn Backend>> + Send + Sync>;
+
+/// Server-wide settings the core needs.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub default_lease_ttl: i64,
+    pub max_lease_ttl: i64,
+    pub cluster_name: String,
+    pub api_addr: String,
+    pub version: String,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            default_lease_ttl: 2_764_800,
+            max_lease_ttl: 2_764_800,
+            cluster_name: format!("lessor-cluster-{}", mounts::random_hex(4)),
+            api_addr: String::new(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// What exists only while unsealed.
+pub struct Active {
+    pub router: Arc<Router>,
+    pub tokens: Arc<TokenStore>,
+    pub policies: Arc<PolicyStore>,
+    pub expiration: Arc<Expiration>,
+    pub storage: Arc<dyn Storage>,
+    pub active_since: String,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+pub struct Core {
+    pub physical: Arc<dyn Storage>,
+    pub barrier: Arc<Barrier>,
+    pub seal: Arc<Seal>,
+    pub config: CoreConfig,
+    pub clock: Arc<dyn Clock>,
+    pub cluster_id: String,
+    factories: BTreeMap<String, Factory>,
+    state: RwLock<Option<Arc<Active>>>,
+    lifecycle: tokio::sync::Mutex<()>,
+}
+
+/// System paths answered without a token.
+const UNAUTH_SYS: &[&str] = &[
+    "sys/init",
+    "sys/seal-status",
+    "sys/unseal",
+    "sys/health",
+    "sys/leader",
+    "sys/wrapping/lookup",
+    "sys/internal/ui/mounts",
+    "sys/internal/ui/mounts/*",
+];
+
+fn capability_for(op: Operation) -> Capabilities {
+    match op {
+        Operation::Read => Capabilities::READ,
+        Operation::Create => Capabilities::CREATE,
+        Operation::Update => Capabilities::UPDATE,
+        Operation::Patch => Capabilities::PATCH,
+        Operation::Delete => Capabilities::DELETE,
+        Operation::List => Capabilities::LIST,
+    }
+}
+
+impl Core {
+    pub fn new(
+        physical: Arc<dyn Storage>,
+        config: CoreConfig,
+        factories: BTreeMap<String, Factory>,
+    ) -> Arc<Core> {
+        Self::with_clock(physical, config, factories, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(
+        physical: Arc<dyn Storage>,
+        config: CoreConfig,
+        factories: BTreeMap<String, Factory>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Core> {
+        let barrier = Barrier::new(physical.clone());
+        let seal = Seal::new(physical.clone(), barrier.clone());
+        Arc::new(Core {
+            physical,
+            barrier,
+            seal,
+            config,
+            clock,
+            cluster_id: uuid::Uuid::new_v4().to_string(),
+            factories,
+            state: RwLock::new(None),
+            lifecycle: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn active(&self) -> Option<Arc<Active>> {
+        self.state.read().clone()
+    }
+
+    pub fn sealed(&self) -> bool {
+        self.active().is_none()
+    }
+
+    pub fn system_ttls(&self) -> SystemTtls {
+        SystemTtls {
+            default_lease_ttl: self.config.default_lease_ttl,
+            max_lease_ttl: self.config.max_lease_ttl,
+        }
+    }
+
+    /// `sys/init`: creates the keys and the root token; the core stays sealed.
+    pub async fn init(
+        self: &Arc<Self>,
+        shares: u32,
+        threshold: u32,
+    ) -> Result<(Vec<Vec<u8>>, String)> {
+        let out = self.seal.init(shares, threshold).await?;
+        for key in out.keys.iter().take(threshold.max(1) as usize) {
+            self.seal.submit_key(key).await?;
+        }
+        self.post_unseal(false).await?;
+        let root = match self.active() {
+            Some(a) => a.tokens.create_root(None).await,
+            None => Err(Error::Sealed),
+        };
+        self.seal_now().await;
+        Ok((out.keys, root?))
+    }
+
+    /// Dev mode: one share, unsealed, KV v2 at `secret/`, a known root token.
+    pub async fn dev_init(self: &Arc<Self>, root_id: Option<&str>) -> Result<(Vec<u8>, String)> {
+        let key = self.seal.dev_init().await?;
+        self.post_unseal(true).await?;
+        let active = self.active().ok_or(Error::Sealed)?;
+        let root = active.tokens.create_root(root_id).await?;
+        Ok((key, root))
+    }
+
+    /// `sys/unseal` with one key share.
+    pub async fn unseal(self: &Arc<Self>, key: &[u8]) -> Result<SealStatus> {
+        let status = self.seal.submit_key(key).await?;
+        if !status.sealed && self.sealed() {
+            self.post_unseal(false).await?;
+        }
+        self.seal.status().await
+    }
+
+    /// Seals: stops the scheduler, forgets everything in memory, drops the keys.
+    pub async fn seal_now(&self) {
+        let _g = self.lifecycle.lock().await;
+        if let Some(active) = self.state.write().take() {
+            let _ = active.stop.send(true);
+            active.expiration.schedule().clear();
+            active.router.clear();
+            active.policies.clear_cache();
+        }
+        self.seal.seal().await;
+    }
+
+    async fn post_unseal(self: &Arc<Self>, dev: bool) -> Result<()> {
+        let _g = self.lifecycle.lock().await;
+        if self.active().is_some() {
+            return Ok(());
+        }
+        let storage: Arc<dyn Storage> = self.barrier.clone();
+        let router = Arc::new(Router::new());
+        let policies = Arc::new(PolicyStore::new(View::new(storage.clone(), "sys/policy/")));
+        policies.setup_defaults().await?;
+        let tokens = Arc::new(
+            TokenStore::with_clock(View::new(storage.clone(), "sys/token/"), self.clock.clone())
+                .await?,
+        );
+        let expiration = Expiration::new(
+            View::new(storage.clone(), "sys/expire/"),
+            router.clone(),
+            self.clock.clone(),
+            self.system_ttls(),
+        );
+        tokens.set_hooks(expiration.clone());
+        expiration.set_token_store(&tokens);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let active = Arc::new(Active {
+            router,
+            tokens,
+            policies,
+            expiration: expiration.clone(),
+            storage: storage.clone(),
+            active_since: crate::clock::now_rfc3339(),
+            stop,
+        });
+        for table in [Table::Mounts, Table::Auth] {
+            let entries = match mounts::load_table(storage.as_ref(), table).await? {
+                Some(e) => e,
+                None => {
+                    let defaults = builtin::default_mounts(table, dev);
+                    mounts::save_table(storage.as_ref(), table, &defaults).await?;
+                    defaults
+                }
+            };
+            for entry in entries {
+                match self.instantiate(&active, entry.clone()).await {
+                    Ok(m) => active.router.insert(m),
+                    Err(e) => {
+                        tracing::error!(mount = %entry.route_path(), error = %e, "cannot mount backend");
+                    }
+                }
+            }
+        }
+        let restored = expiration.restore().await?;
+        tracing::info!(leases = restored, "lease schedule restored");
+        tokio::spawn(expiration.run(stop_rx));
+        *self.state.write() = Some(active);
+        Ok(())
+    }
+
+    /// Builds a backend for `entry` and initializes it.
+    pub async fn instantiate(
+        self: &Arc<Self>,
+        active: &Arc<Active>,
+        entry: MountEntry,
+    ) -> Result<Mounted> {
+        let backend: Arc<dyn Backend> = match entry.kind.as_str() {
+            "system" => sys::backend(Arc::downgrade(self)),
+            "token" => crate::token::backend(active.tokens.clone()),
+            "cubbyhole" => builtin::cubbyhole(),
+            "identity" => builtin::identity(),
+            kind => {
+                let factory = self.factories.get(kind).ok_or_else(|| {
+                    Error::bad(format!("plugin not found in the catalog: {kind}"))
+                })?;
+                factory(&entry)?
+            }
+        };
+        let storage = Router::storage_for(active.storage.clone(), &entry);
+        backend.initialize(&storage).await?;
+        Ok(Mounted {
+            entry,
+            backend,
+            storage,
+        })
+    }
+
+    pub fn supports_type(&self, kind: &str) -> bool {
+        self.factories.contains_key(kind)
+    }
+
+    /// Persists the table `table` from the router's current state.
+    pub async fn save_table(&self, active: &Active, table: Table) -> Result<()> {
+        mounts::save_table(
+            active.storage.as_ref(),
+            table,
+            &active.router.entries(table),
+        )
+        .await
+    }
+
+    /// Handles one request end to end.
+    pub async fn handle(self: &Arc<Self>, mut req: Request) -> Result<Option<Response>> {
+        req.path = req.path.trim_start_matches('/').to_string();
+        if let Some(resp) = sys::raw::handle(self, &req).await? {
+            return Ok(Some(resp));
+        }
+        let active = self.active().ok_or(Error::Sealed)?;
+        let mounted = active.router.matching(&req.path);
+
+        let token_entry = match req.client_token.as_deref().filter(|t| !t.is_empty()) {
+            Some(t) => Some(active.tokens.resolve(t).await?.ok_or(Error::InvalidToken)?),
+            None => None,
+        };
+        let unauth = matches_any(UNAUTH_SYS, &req.path)
+            || mounted.as_ref().is_some_and(|m| {
+                let rel = rel_path(&req.path, &m.entry);
+                matches_any(m.backend.unauthenticated_paths(), &rel)
+            });
+        if !unauth && token_entry.is_none() {
+            return Err(Error::PermissionDenied);
+        }
+        let mounted = mounted.ok_or_else(|| {
+            Error::NoHandler(format!(
+                "no handler for route \"{}\". route entry not found.",
+                req.path
+            ))
+        })?;
+        req.mount_point = mounted.entry.route_path();
+        req.mount_type = mounted.entry.kind.clone();
+        req.mount_accessor = mounted.entry.accessor.clone();
+        req.rel_path = rel_path(&req.path, &mounted.entry);
+        if let Some(t) = &token_entry {
+            req.caller = Some(t.caller());
+        }
+        let sys_view = system_view(&mounted, self.system_ttls());
+
+        if req.operation == Operation::Update {
+            let ctx = Ctx {
+                req: &req,
+                storage: &mounted.storage,
+                system: &sys_view,
+            };
+            if framework::existence(mounted.backend.as_ref(), &ctx).await? == Some(false) {
+                req.operation = Operation::Create;
+            }
+        }
+        if let Some(t) = &token_entry {
+            if !unauth {
+                self.authorize(&active, &mounted, t, &mut req).await?;
+            }
+        }
+
+        let ctx = Ctx {
+            req: &req,
+            storage: &mounted.storage,
+            system: &sys_view,
+        };
+        let mut resp = framework::dispatch(mounted.backend.as_ref(), &ctx).await?;
+        if let Some(r) = resp.as_mut() {
+            r.mount_type = mounted.entry.kind.clone();
+            self.register(&active, &mounted, &req, token_entry.as_ref(), r)
+                .await?;
+        }
+        if let Some(mut t) = token_entry {
+            active.tokens.use_token(&mut t).await?;
+        }
+        Ok(resp)
+    }
+
+    async fn authorize(
+        &self,
+        active: &Active,
+        mounted: &Mounted,
+        token: &TokenEntry,
+        req: &mut Request,
+    ) -> Result<()> {
+        let acl = active.policies.acl(&token.policies).await?;
+        let decision = acl.check(&req.path, capability_for(req.operation), Some(&req.data));
+        if !decision.allowed {
+            return Err(Error::PermissionDenied);
+        }
+        if matches_any(mounted.backend.sudo_paths(), &req.rel_path) && !decision.sudo {
+            return Err(Error::PermissionDenied);
+        }
+        if let Some(c) = req.caller.as_mut() {
+            c.sudo = decision.sudo;
+        }
+        Ok(())
+    }
+
+    /// Turns a secret into a lease and a login's auth block into a token.
+    async fn register(
+        &self,
+        active: &Active,
+        mounted: &Mounted,
+        req: &Request,
+        token: Option<&TokenEntry>,
+        r: &mut Response,
+    ) -> Result<()> {
+        if let Some(secret) = r.secret.take() {
+            let owner = token.map(|t| t.id_hash.as_str()).unwrap_or_default();
+            let (id, ttl, warning) = active
+                .expiration
+                .register_secret(mounted, &req.path, owner, &secret)
+                .await?;
+            r.lease_id = id;
+            r.lease_duration = ttl.max(0) as u64;
+            r.renewable = secret.renewable;
+            r.warnings.extend(warning);
+        }
+        if mounted.entry.table == Table::Auth && mounted.entry.kind != "token" {
+            if let Some(auth) = r.auth.as_mut().filter(|a| a.client_token.is_empty()) {
+                let sys_view = system_view(mounted, self.system_ttls());
+                let mut params = CreateParams::from_auth(auth, &req.path);
+                let warning =
+                    params.apply_ttl(TtlLimits::from(&sys_view), self.clock.now_unix())?;
+                let (client_token, entry) = active.tokens.create(params).await?;
+                let lease = entry.ttl_remaining(self.clock.now_unix());
+                *auth = entry.auth(&client_token, lease);
+                r.warnings.extend(warning);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The path relative to a mount: `secret/data/x` under `secret/` is `data/x`.
+fn rel_path(path: &str, entry: &MountEntry) -> String {
+    let rp = entry.route_path();
+    path.strip_prefix(&rp).unwrap_or("").to_string()
+}

@@ -1,0 +1,612 @@
+//! The lease manager: every secret and every service token with a TTL is a lease, recorded
+//! durably before the response leaves, scheduled by expiry, revoked on time.
+//!
+//! Records live through the barrier under `sys/expire/`: `id/<lease id>` holds the lease,
+//! `token/<token hash>/<lease hash>` indexes the leases a token created (so revoking a token
+//! revokes its secrets). The in-memory `Schedule` orders leases by expiry; one task pops due
+//! leases and revokes them through their backend. A failed revocation is retried with
+//! backoff and, after the last attempt, kept as irrevocable: never silently dropped.
+
+mod entry;
+mod schedule;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lessor_storage::{Storage, WriteOp};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub use entry::{LeaseEntry, LeaseKind, LeaseState};
+pub use schedule::Schedule;
+
+use crate::clock::Clock;
+use crate::framework::{LeaseCtx, SystemView};
+use crate::logical::{Response, SecretSpec, obj};
+use crate::mounts::{Mounted, Router};
+use crate::token::{TokenEntry, TokenLeaseHooks, TokenStore};
+use crate::ttl::{self, TtlInput};
+use crate::{Error, Result};
+
+const ID_PREFIX: &str = "id/";
+const TOKEN_PREFIX: &str = "token/";
+/// Vault's retry policy: 6 attempts, 10 s x 2^n with jitter, then irrevocable.
+pub const MAX_ATTEMPTS: u32 = 6;
+const RETRY_BASE_SECS: i64 = 10;
+
+/// The system-wide TTL defaults the mounts inherit.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemTtls {
+    pub default_lease_ttl: i64,
+    pub max_lease_ttl: i64,
+}
+
+pub struct Expiration {
+    storage: Arc<dyn Storage>,
+    router: Arc<Router>,
+    tokens: parking_lot::RwLock<Weak<TokenStore>>,
+    schedule: Arc<Schedule>,
+    clock: Arc<dyn Clock>,
+    system: SystemTtls,
+}
+
+fn lease_hash(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+/// 24 random base62 characters, the suffix of a lease id.
+pub fn random_suffix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::thread_rng();
+    (0..24)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// The system view of a mount: its effective default and max lease TTL.
+pub fn system_view(m: &Mounted, sys: SystemTtls) -> SystemView {
+    let max = if m.entry.config.max_lease_ttl > 0 {
+        m.entry.config.max_lease_ttl
+    } else {
+        sys.max_lease_ttl
+    };
+    let mut default = if m.entry.config.default_lease_ttl > 0 {
+        m.entry.config.default_lease_ttl
+    } else {
+        sys.default_lease_ttl
+    };
+    default = default.min(max);
+    SystemView {
+        default_lease_ttl: Duration::from_secs(default.max(0) as u64),
+        max_lease_ttl: Duration::from_secs(max.max(0) as u64),
+        mount_path: m.entry.route_path(),
+    }
+}
+
+impl Expiration {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        router: Arc<Router>,
+        clock: Arc<dyn Clock>,
+        system: SystemTtls,
+    ) -> Arc<Self> {
+        Arc::new(Expiration {
+            storage,
+            router,
+            tokens: parking_lot::RwLock::new(Weak::new()),
+            schedule: Arc::new(Schedule::new()),
+            clock,
+            system,
+        })
+    }
+
+    pub fn set_token_store(&self, tokens: &Arc<TokenStore>) {
+        *self.tokens.write() = Arc::downgrade(tokens);
+    }
+
+    fn token_store(&self) -> Result<Arc<TokenStore>> {
+        self.tokens.read().upgrade().ok_or(Error::Sealed)
+    }
+
+    pub fn schedule(&self) -> &Arc<Schedule> {
+        &self.schedule
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<LeaseEntry>> {
+        let Some(raw) = self.storage.get(&format!("{ID_PREFIX}{id}")).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("corrupt lease record: {e}")))
+    }
+
+    fn entry_ops(entry: &LeaseEntry) -> Result<Vec<WriteOp>> {
+        let raw = serde_json::to_vec(entry).map_err(|e| Error::internal(e.to_string()))?;
+        let mut ops = vec![WriteOp::Put(format!("{ID_PREFIX}{}", entry.id), raw)];
+        if !entry.token_hash.is_empty() && entry.kind == LeaseKind::Secret {
+            ops.push(WriteOp::Put(
+                format!(
+                    "{TOKEN_PREFIX}{}/{}",
+                    entry.token_hash,
+                    lease_hash(&entry.id)
+                ),
+                entry.id.as_bytes().to_vec(),
+            ));
+        }
+        Ok(ops)
+    }
+
+    async fn persist(&self, entry: &LeaseEntry) -> Result<()> {
+        self.storage.batch(Self::entry_ops(entry)?).await?;
+        Ok(())
+    }
+
+    async fn forget(&self, entry: &LeaseEntry) -> Result<()> {
+        let mut ops = vec![WriteOp::Delete(format!("{ID_PREFIX}{}", entry.id))];
+        if !entry.token_hash.is_empty() && entry.kind == LeaseKind::Secret {
+            ops.push(WriteOp::Delete(format!(
+                "{TOKEN_PREFIX}{}/{}",
+                entry.token_hash,
+                lease_hash(&entry.id)
+            )));
+        }
+        self.storage.batch(ops).await?;
+        self.schedule.remove(&entry.id);
+        Ok(())
+    }
+
+    /// Registers a secret a backend issued: computes its TTL, writes the lease durably, and
+    /// schedules it. Returns the lease id, the granted TTL and any cap warning.
+    pub async fn register_secret(
+        &self,
+        mount: &Mounted,
+        request_path: &str,
+        token_hash: &str,
+        secret: &SecretSpec,
+    ) -> Result<(String, i64, Option<String>)> {
+        let now = self.clock.now_unix();
+        let sys = system_view(mount, self.system);
+        let granted = ttl::calculate(TtlInput {
+            backend_ttl: secret.ttl.as_secs() as i64,
+            backend_max: secret.max_ttl.as_secs() as i64,
+            mount_default: sys.default_lease_ttl.as_secs() as i64,
+            mount_max: sys.max_lease_ttl.as_secs() as i64,
+            start: now,
+            now,
+            ..Default::default()
+        })?;
+        let id = format!("{}/{}", request_path.trim_end_matches('/'), random_suffix());
+        let entry = LeaseEntry {
+            id: id.clone(),
+            kind: LeaseKind::Secret,
+            mount: mount.entry.route_path(),
+            mount_accessor: mount.entry.accessor.clone(),
+            secret_type: secret.secret_type.clone(),
+            internal: secret.internal.clone(),
+            token_hash: token_hash.to_string(),
+            issue_time: now,
+            expire_time: now + granted.ttl,
+            last_renewal: 0,
+            renewable: secret.renewable,
+            state: LeaseState::Active,
+            attempts: 0,
+            last_error: String::new(),
+            max_ttl: secret.max_ttl.as_secs() as i64,
+        };
+        self.persist(&entry).await?;
+        self.schedule.insert(&entry.id, entry.expire_time);
+        Ok((id, granted.ttl, granted.warning))
+    }
+
+    pub async fn lookup(&self, id: &str) -> Result<Option<LeaseEntry>> {
+        self.load(id).await
+    }
+
+    /// The `sys/leases/lookup` body of a lease.
+    pub fn lookup_data(&self, e: &LeaseEntry) -> serde_json::Map<String, Value> {
+        let now = self.clock.now_unix();
+        let ttl = if e.expire_time > 0 {
+            (e.expire_time - now).max(0)
+        } else {
+            0
+        };
+        let mut m = obj([
+            ("id", json!(e.id)),
+            ("issue_time", json!(crate::clock::rfc3339(e.issue_time))),
+            (
+                "expire_time",
+                if e.expire_time > 0 {
+                    json!(crate::clock::rfc3339(e.expire_time))
+                } else {
+                    Value::Null
+                },
+            ),
+            (
+                "last_renewal",
+                if e.last_renewal > 0 {
+                    json!(crate::clock::rfc3339(e.last_renewal))
+                } else {
+                    Value::Null
+                },
+            ),
+            ("ttl", json!(ttl)),
+            (
+                "renewable",
+                json!(e.renewable && e.state == LeaseState::Active),
+            ),
+            (
+                "path",
+                json!(e.id.rsplit_once('/').map(|(p, _)| p).unwrap_or("")),
+            ),
+        ]);
+        if e.state == LeaseState::Irrevocable {
+            m.insert("revoke_error".into(), json!(e.last_error));
+        }
+        m
+    }
+
+    /// Renews a secret lease: the increment is advisory, counted from now, capped at issue +
+    /// max TTL with Vault's warning.
+    pub async fn renew(&self, id: &str, increment: i64) -> Result<Response> {
+        let Some(mut e) = self.load(id).await? else {
+            return Err(Error::bad("lease not found"));
+        };
+        if e.kind == LeaseKind::Token {
+            return Err(Error::bad("tokens cannot be renewed through this endpoint"));
+        }
+        if e.state == LeaseState::Irrevocable {
+            return Err(Error::bad(
+                "lease is expired and has failed previous revocation attempts",
+            ));
+        }
+        let now = self.clock.now_unix();
+        if e.expire_time > 0 && e.expire_time <= now {
+            return Err(Error::bad("lease expired"));
+        }
+        if !e.renewable {
+            return Err(Error::bad("lease is not renewable"));
+        }
+        let mount = self.mount_of(&e)?;
+        let sys = system_view(&mount, self.system);
+        let grant = mount
+            .backend
+            .renew(&LeaseCtx {
+                storage: &mount.storage,
+                system: &sys,
+                secret_type: &e.secret_type,
+                internal: &e.internal,
+                issue_time: crate::clock::to_datetime(e.issue_time),
+                increment: Duration::from_secs(increment.max(0) as u64),
+            })
+            .await?;
+        let granted = ttl::calculate(TtlInput {
+            increment,
+            backend_ttl: grant.ttl.as_secs() as i64,
+            backend_max: grant.max_ttl.as_secs() as i64,
+            mount_default: sys.default_lease_ttl.as_secs() as i64,
+            mount_max: sys.max_lease_ttl.as_secs() as i64,
+            start: e.issue_time,
+            now,
+            ..Default::default()
+        })?;
+        if let Some(internal) = grant.internal {
+            e.internal = internal;
+        }
+        e.expire_time = now + granted.ttl;
+        e.last_renewal = now;
+        self.persist(&e).await?;
+        self.schedule.insert(&e.id, e.expire_time);
+        let mut resp = Response {
+            lease_id: e.id.clone(),
+            lease_duration: granted.ttl.max(0) as u64,
+            renewable: true,
+            ..Default::default()
+        };
+        resp.warnings.extend(granted.warning);
+        Ok(resp)
+    }
+
+    fn mount_of(&self, e: &LeaseEntry) -> Result<Mounted> {
+        self.router
+            .get(&e.mount)
+            .ok_or_else(|| Error::bad(format!("no mount at {} for this lease", e.mount)))
+    }
+
+    /// Revokes one lease through its backend, then forgets it. Unknown ids succeed.
+    pub async fn revoke(&self, id: &str, force: bool) -> Result<()> {
+        let Some(e) = self.load(id).await? else {
+            self.schedule.remove(id);
+            return Ok(());
+        };
+        match self.revoke_entry(&e).await {
+            Ok(()) => self.forget(&e).await,
+            Err(err) if force => {
+                tracing::warn!(lease_id = %e.id, error = %err, "forced revocation dropped a lease whose backend revoke failed");
+                self.forget(&e).await
+            }
+            Err(err) => Err(Error::bad(format!("failed to revoke entry: {err}"))),
+        }
+    }
+
+    async fn revoke_entry(&self, e: &LeaseEntry) -> Result<()> {
+        match e.kind {
+            LeaseKind::Token => {
+                let hash = e.id.rsplit('/').next().unwrap_or_default();
+                self.token_store()?.revoke_tree(hash).await
+            }
+            LeaseKind::Secret => {
+                let mount = self.mount_of(e)?;
+                let sys = system_view(&mount, self.system);
+                mount
+                    .backend
+                    .revoke(&LeaseCtx {
+                        storage: &mount.storage,
+                        system: &sys,
+                        secret_type: &e.secret_type,
+                        internal: &e.internal,
+                        issue_time: crate::clock::to_datetime(e.issue_time),
+                        increment: Duration::ZERO,
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// Every lease id at or below `prefix`: the exact id, or the `<prefix>/` subtree.
+    pub async fn ids_under(&self, prefix: &str) -> Result<Vec<String>> {
+        let prefix = prefix.trim_start_matches('/');
+        if self.load(prefix.trim_end_matches('/')).await?.is_some() && !prefix.ends_with('/') {
+            return Ok(vec![prefix.to_string()]);
+        }
+        let base = format!("{ID_PREFIX}{}/", prefix.trim_end_matches('/'));
+        let base = if prefix.is_empty() {
+            ID_PREFIX.to_string()
+        } else {
+            base
+        };
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.storage.scan(&base, after.as_deref(), 1000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            out.extend(
+                page.into_iter()
+                    .map(|(k, _)| k[ID_PREFIX.len()..].to_string()),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Revokes every lease under `prefix`. Carries on past failures and reports them all.
+    pub async fn revoke_prefix(&self, prefix: &str, force: bool) -> Result<()> {
+        let ids = self.ids_under(prefix).await?;
+        let total = ids.len();
+        let mut failures = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if let Err(e) = self.revoke(id, force).await {
+                failures.push(format!(
+                    "failed to revoke \"{id}\" ({} / {total}): {e}",
+                    i + 1
+                ));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::BadRequest(failures.join("; ")))
+        }
+    }
+
+    /// Queues every lease under `prefix` for immediate expiry (the async form of revoke).
+    pub async fn expire_prefix_now(&self, prefix: &str) -> Result<()> {
+        let now = self.clock.now_unix();
+        for id in self.ids_under(prefix).await? {
+            self.schedule.insert(&id, now);
+        }
+        Ok(())
+    }
+
+    /// `LIST sys/leases/lookup/<prefix>`: lease suffixes and sub-prefixes.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = prefix.trim_start_matches('/');
+        let p = if p.is_empty() || p.ends_with('/') {
+            p.to_string()
+        } else {
+            format!("{p}/")
+        };
+        Ok(self.storage.list(&format!("{ID_PREFIX}{p}")).await?)
+    }
+
+    /// Irrevocable leases, for `sys/leases?type=irrevocable` and the count.
+    pub async fn irrevocable(&self) -> Result<Vec<LeaseEntry>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.storage.scan(ID_PREFIX, after.as_deref(), 1000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, raw) in page {
+                if let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw) {
+                    if e.state == LeaseState::Irrevocable {
+                        out.push(e);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Revokes every secret lease a token created.
+    pub async fn revoke_by_token(&self, token_hash: &str) -> Result<()> {
+        let prefix = format!("{TOKEN_PREFIX}{token_hash}/");
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.storage.scan(&prefix, after.as_deref(), 500).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, raw) in page {
+                let id = String::from_utf8_lossy(&raw).to_string();
+                if let Err(e) = self.revoke(&id, false).await {
+                    // The lease stays recorded and is retried by the scheduler.
+                    tracing::warn!(lease_id = %id, error = %e, "revocation with its token failed; queued for retry");
+                    self.schedule.insert(&id, self.clock.now_unix());
+                } else {
+                    self.storage.delete(&key).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the schedule from storage at unseal.
+    pub async fn restore(&self) -> Result<usize> {
+        let mut n = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.storage.scan(ID_PREFIX, after.as_deref(), 1000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, raw) in page {
+                match serde_json::from_slice::<LeaseEntry>(&raw) {
+                    Ok(e) if e.state == LeaseState::Active && e.expire_time > 0 => {
+                        self.schedule.insert(&e.id, e.expire_time);
+                        n += 1;
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::error!(key = %key, error = %err, "unreadable lease record skipped")
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Handles one due lease: revoke, or record the failure and retry later.
+    pub async fn expire_one(&self, id: &str) {
+        let e = match self.load(id).await {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                self.schedule.remove(id);
+                return;
+            }
+            Err(err) => {
+                tracing::error!(lease_id = %id, error = %err, "cannot load due lease; retrying");
+                self.schedule
+                    .insert(id, self.clock.now_unix() + RETRY_BASE_SECS);
+                return;
+            }
+        };
+        match self.revoke_entry(&e).await {
+            Ok(()) => {
+                if let Err(err) = self.forget(&e).await {
+                    tracing::error!(lease_id = %id, error = %err, "revoked but not forgotten; retrying");
+                    self.schedule
+                        .insert(id, self.clock.now_unix() + RETRY_BASE_SECS);
+                }
+            }
+            Err(err) => self.record_failure(e, err.to_string()).await,
+        }
+    }
+
+    async fn record_failure(&self, mut e: LeaseEntry, err: String) {
+        use rand::Rng;
+        e.attempts += 1;
+        e.last_error = err.chars().take(240).collect();
+        let now = self.clock.now_unix();
+        if e.attempts >= MAX_ATTEMPTS {
+            e.state = LeaseState::Irrevocable;
+            e.last_error = format!("out of retries: {}", e.last_error)
+                .chars()
+                .take(240)
+                .collect();
+            self.schedule.remove(&e.id);
+            tracing::error!(lease_id = %e.id, "lease is irrevocable after {} attempts", e.attempts);
+        } else {
+            let base = RETRY_BASE_SECS << e.attempts;
+            let jitter = rand::thread_rng().gen_range(-(base / 2)..=(base / 2));
+            self.schedule.insert(&e.id, now + base + jitter);
+            tracing::warn!(lease_id = %e.id, attempt = e.attempts, "revocation failed; retrying with backoff");
+        }
+        if let Err(err) = self.persist(&e).await {
+            tracing::error!(lease_id = %e.id, error = %err, "cannot record revocation failure");
+        }
+    }
+
+    /// Runs the scheduler until `stop` fires.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let now = self.clock.now_unix();
+            let due = self.schedule.pop_due(now, 256);
+            if !due.is_empty() {
+                for id in due {
+                    self.expire_one(&id).await;
+                }
+                continue;
+            }
+            let wait = self
+                .schedule
+                .next_due()
+                .map(|t| {
+                    Duration::from_millis(((t - now).max(0) as u64).saturating_mul(1000).min(1000))
+                })
+                .unwrap_or(Duration::from_secs(1));
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = self.schedule.notified() => {},
+                _ = tokio::time::sleep(wait) => {},
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Revocation of leases that belonged to a mount being disabled.
+    pub async fn revoke_mount(&self, route_path: &str) -> Result<()> {
+        self.revoke_prefix(route_path.trim_end_matches('/'), false)
+            .await
+    }
+}
+
+#[async_trait]
+impl TokenLeaseHooks for Expiration {
+    async fn token_lease_upsert(&self, t: &TokenEntry) -> Result<()> {
+        if t.expire_time <= 0 {
+            return Ok(());
+        }
+        let entry = LeaseEntry {
+            id: format!("{}/{}", t.path.trim_end_matches('/'), t.id_hash),
+            kind: LeaseKind::Token,
+            mount: "auth/token/".into(),
+            mount_accessor: String::new(),
+            secret_type: "token".into(),
+            internal: Value::Null,
+            token_hash: t.id_hash.clone(),
+            issue_time: t.creation_time,
+            expire_time: t.expire_time,
+            last_renewal: t.last_renewal,
+            renewable: t.renewable,
+            state: LeaseState::Active,
+            attempts: 0,
+            last_error: String::new(),
+            max_ttl: 0,
+        };
+        self.persist(&entry).await?;
+        self.schedule.insert(&entry.id, entry.expire_time);
+        Ok(())
+    }
+
+    async fn token_revoked(&self, t: &TokenEntry) -> Result<()> {
+        self.revoke_by_token(&t.id_hash).await?;
+        let id = format!("{}/{}", t.path.trim_end_matches('/'), t.id_hash);
+        if let Some(e) = self.load(&id).await? {
+            self.forget(&e).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,45 @@
+//! The persisted lease record.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseKind {
+    /// A secret issued by a backend.
+    Secret,
+    /// A service token with a TTL.
+    Token,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseState {
+    Active,
+    /// Out of revocation attempts; kept, listed and counted until forced out.
+    Irrevocable,
+}
+
+/// One lease. Times are Unix seconds (UTC); `expire_time` 0 = never.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseEntry {
+    pub id: String,
+    pub kind: LeaseKind,
+    /// Route path of the issuing mount (`aws/`, `auth/token/`).
+    pub mount: String,
+    pub mount_accessor: String,
+    pub secret_type: String,
+    /// The engine's revocation data.
+    pub internal: Value,
+    /// Salted hash of the owning token.
+    pub token_hash: String,
+    pub issue_time: i64,
+    pub expire_time: i64,
+    pub last_renewal: i64,
+    pub renewable: bool,
+    pub state: LeaseState,
+    pub attempts: u32,
+    pub last_error: String,
+    /// The backend's max TTL at issue (0 = mount/system max).
+    pub max_ttl: i64,
+}

@@ -1,0 +1,234 @@
+//! The server configuration file, in Vault's shape (HCL or JSON):
+//!
+//! ```hcl
+//! storage "file" { path = "/var/lib/lessor" }   # `backend` is the old name of `storage`
+//! listener "tcp" { address = "127.0.0.1:8200"  tls_disable = true }
+//! default_lease_ttl = "768h"
+//! max_lease_ttl     = "768h"
+//! api_addr = "http://127.0.0.1:8200"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+/// Default body limit: 32 MiB, as Vault.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    pub kind: String,
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub address: String,
+    pub tls_disable: bool,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub max_request_size: usize,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            address: "127.0.0.1:8200".into(),
+            tls_disable: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Config {
+    pub storage: Option<StorageConfig>,
+    pub listeners: Vec<ListenerConfig>,
+    pub default_lease_ttl: Option<i64>,
+    pub max_lease_ttl: Option<i64>,
+    pub api_addr: Option<String>,
+    pub cluster_name: Option<String>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+    pub ui: bool,
+}
+
+fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn as_bool(v: Option<&Value>) -> Result<bool, String> {
+    match v {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) => match s.as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" | "" => Ok(false),
+            other => Err(format!("invalid boolean {other:?}")),
+        },
+        Some(Value::Number(n)) => Ok(n.as_i64() != Some(0)),
+        Some(other) => Err(format!("invalid boolean {other}")),
+    }
+}
+
+fn duration(v: &Value, key: &str) -> Result<i64, String> {
+    lessor_core::duration::parse_value(v, false).map_err(|e| format!("{key}: {e}"))
+}
+
+/// Blocks such as `storage "file" { ... }` decode to `{"file": {...}}`, sometimes wrapped in
+/// a list (repeated blocks, or JSON written that way). Yields `(label, body)` pairs.
+fn labelled_blocks(v: &Value) -> Vec<(String, serde_json::Map<String, Value>)> {
+    let mut out = Vec::new();
+    match v {
+        Value::Array(items) => {
+            for i in items {
+                out.extend(labelled_blocks(i));
+            }
+        }
+        Value::Object(m) => {
+            for (label, body) in m {
+                match body {
+                    Value::Object(b) => out.push((label.clone(), b.clone())),
+                    Value::Array(bodies) => {
+                        for b in bodies {
+                            if let Value::Object(b) = b {
+                                out.push((label.clone(), b.clone()));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("error loading configuration from {}: {e}", path.display()))?;
+        Self::parse(&text)
+    }
+
+    /// Parses HCL or JSON text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let value: Value = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| format!("error parsing JSON config: {e}"))?
+        } else {
+            hcl::from_str(text).map_err(|e| format!("error parsing HCL config: {e}"))?
+        };
+        let root = value.as_object().ok_or("config must be an object")?;
+        let mut cfg = Config::default();
+        for key in ["storage", "backend"] {
+            if let Some(v) = root.get(key) {
+                if let Some((kind, body)) = labelled_blocks(v).into_iter().next() {
+                    let options = body
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.clone(), as_string(v)?)))
+                        .collect();
+                    cfg.storage = Some(StorageConfig { kind, options });
+                }
+            }
+        }
+        if let Some(v) = root.get("listener") {
+            for (kind, body) in labelled_blocks(v) {
+                if kind != "tcp" {
+                    return Err(format!("unsupported listener type {kind:?}"));
+                }
+                let mut l = ListenerConfig::default();
+                if let Some(a) = body.get("address").and_then(as_string) {
+                    l.address = a;
+                }
+                l.tls_disable =
+                    as_bool(body.get("tls_disable")).map_err(|e| format!("tls_disable: {e}"))?;
+                l.tls_cert_file = body.get("tls_cert_file").and_then(as_string);
+                l.tls_key_file = body.get("tls_key_file").and_then(as_string);
+                if let Some(v) = body.get("max_request_size") {
+                    let n = as_string(v)
+                        .and_then(|s| s.parse::<i64>().ok())
+                        .ok_or("max_request_size must be an integer")?;
+                    // Vault: 0 means the default; negative disables the limit.
+                    l.max_request_size = match n {
+                        0 => DEFAULT_MAX_REQUEST_SIZE,
+                        n if n < 0 => usize::MAX,
+                        n => n as usize,
+                    };
+                }
+                if !l.tls_disable && (l.tls_cert_file.is_none() || l.tls_key_file.is_none()) {
+                    return Err("listener: tls_cert_file and tls_key_file are required unless tls_disable is set".into());
+                }
+                cfg.listeners.push(l);
+            }
+        }
+        if let Some(v) = root.get("default_lease_ttl") {
+            cfg.default_lease_ttl = Some(duration(v, "default_lease_ttl")?);
+        }
+        if let Some(v) = root.get("max_lease_ttl") {
+            cfg.max_lease_ttl = Some(duration(v, "max_lease_ttl")?);
+        }
+        cfg.api_addr = root.get("api_addr").and_then(as_string);
+        cfg.cluster_name = root.get("cluster_name").and_then(as_string);
+        cfg.log_level = root.get("log_level").and_then(as_string);
+        cfg.log_format = root.get("log_format").and_then(as_string);
+        cfg.ui = as_bool(root.get("ui")).map_err(|e| format!("ui: {e}"))?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hcl_with_backend_alias() {
+        let c = Config::parse(
+            r#"
+            backend "file" { path = "/tmp/x" }
+            listener "tcp" {
+              address = "127.0.0.1:8300"
+              tls_disable = "true"
+              max_request_size = 1024
+            }
+            default_lease_ttl = "1h"
+            max_lease_ttl = "24h"
+            disable_mlock = true
+            ui = true
+            "#,
+        )
+        .unwrap();
+        let s = c.storage.unwrap();
+        assert_eq!(s.kind, "file");
+        assert_eq!(s.options["path"], "/tmp/x");
+        assert_eq!(c.listeners[0].address, "127.0.0.1:8300");
+        assert!(c.listeners[0].tls_disable);
+        assert_eq!(c.listeners[0].max_request_size, 1024);
+        assert_eq!(c.default_lease_ttl, Some(3600));
+        assert_eq!(c.max_lease_ttl, Some(86400));
+        assert!(c.ui);
+    }
+
+    #[test]
+    fn parses_json() {
+        let c = Config::parse(
+            r#"{"storage": {"inmem": {}}, "listener": [{"tcp": {"address": "127.0.0.1:1", "tls_disable": 1}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.storage.unwrap().kind, "inmem");
+        assert!(c.listeners[0].tls_disable);
+    }
+
+    #[test]
+    fn tls_needs_files() {
+        assert!(Config::parse(r#"listener "tcp" { address = "127.0.0.1:1" }"#).is_err());
+    }
+}
