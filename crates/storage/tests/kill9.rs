@@ -29,7 +29,11 @@ fn value_for(key: &str) -> Vec<u8> {
         .bytes()
         .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     let len = 200 + (seed % 1801) as usize;
-    key.bytes().chain(b"|".iter().copied()).cycle().take(len).collect()
+    key.bytes()
+        .chain(b"|".iter().copied())
+        .cycle()
+        .take(len)
+        .collect()
 }
 
 /// The child: writes until killed (bounded, should the parent never kill it).
@@ -71,7 +75,12 @@ async fn kill9_child_process() {
 /// and returns every key it acknowledged.
 fn crash_round(dir: &Path, round: usize) -> BTreeSet<String> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "kill9_child_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "kill9_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .env(ROUND_ENV, round.to_string())
         .stdout(Stdio::piped())
