@@ -102,8 +102,14 @@ pub(super) fn commands() -> Vec<Command> {
     ]
 }
 
-/// The `config` object and `options` map built from the shared flags.
-fn config_from_flags(ctx: &Ctx) -> Result<(Map<String, Value>, Map<String, Value>), Exit> {
+/// The `config` object and `options` map of an enable or tune request.
+struct MountSettings {
+    config: Map<String, Value>,
+    options: Map<String, Value>,
+}
+
+/// Builds [`MountSettings`] from the shared flags.
+fn config_from_flags(ctx: &Ctx) -> Result<MountSettings, Exit> {
     let mut config = Map::new();
     for (flag, key) in [
         ("default-lease-ttl", "default_lease_ttl"),
@@ -137,14 +143,14 @@ fn config_from_flags(ctx: &Ctx) -> Result<(Map<String, Value>, Map<String, Value
     if let Some(v) = ctx.flags.get("version") {
         options.insert("version".into(), Value::String(v.to_string()));
     }
-    Ok((config, options))
+    Ok(MountSettings { config, options })
 }
 
 fn enable(ctx: &mut Ctx, table: Table) -> CmdResult {
     ctx.flags.expect_args(1, 1)?;
     let kind = ctx.args()[0].clone();
     let path = sanitize_path(ctx.flags.get("path").unwrap_or(&kind));
-    let (config, options) = config_from_flags(ctx)?;
+    let MountSettings { config, options } = config_from_flags(ctx)?;
     let mut body = json!({
         "type": ctx.flags.get("plugin-name").unwrap_or(&kind),
         "description": ctx.flags.get("description").unwrap_or(""),
@@ -192,7 +198,7 @@ fn disable(ctx: &mut Ctx, table: Table) -> CmdResult {
 fn tune(ctx: &mut Ctx, table: Table) -> CmdResult {
     ctx.flags.expect_args(1, 1)?;
     let path = sanitize_path(&ctx.args()[0]);
-    let (config, options) = config_from_flags(ctx)?;
+    let MountSettings { config, options } = config_from_flags(ctx)?;
     let mut body = Value::Object(config);
     if let Some(d) = ctx.flags.get("description") {
         body["description"] = Value::String(d.to_string());
