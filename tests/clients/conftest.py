@@ -278,7 +278,7 @@ class FileServer:
         self.cluster_port = free_port()
         self.config_path.write_text(self._config())
         self._server = ServerProcess(
-            [server_binary(), "server", f"-config={self.config_path}"],
+            [server_binary(), "server", "-config", str(self.config_path)],
             self.port,
             base / "server.log",
         )
