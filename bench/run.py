@@ -276,18 +276,39 @@ class Server:
         return self.proc.poll() is None
 
     def usage(self) -> dict:
-        """CPU seconds used so far and resident memory, from /proc (Linux only)."""
-        try:
-            stat = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks = os.sysconf("SC_CLK_TCK")
-            cpu = (int(stat[11]) + int(stat[12])) / ticks  # utime, stime
-            rss_kb = 0
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    rss_kb = int(line.split()[1])
-            return {"cpu_seconds": cpu, "rss_mb": round(rss_kb / 1024, 1)}
-        except (OSError, ValueError, IndexError):
-            return {}
+        return {"cpu_seconds": process_cpu(self.proc.pid), "rss_mb": process_rss_mb(self.proc.pid)}
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def machine_busy() -> float | None:
+    """CPU seconds spent busy by the whole machine so far, all cores (Linux /proc/stat)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+        return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def wait_answering(addr: str, proc: subprocess.Popen, log_path: Path) -> None:
@@ -453,10 +474,13 @@ def run_workload(server: Server, workload: str, opts: Options) -> dict:
 
     def watch_stderr() -> None:
         for line in proc.stderr or []:
-            if line.strip() == MEASURE_START:
-                samples["start"] = server.usage()
-            elif line.strip() == MEASURE_END:
-                samples["end"] = server.usage()
+            mark = {MEASURE_START: "start", MEASURE_END: "end"}.get(line.strip())
+            if mark:
+                samples[mark] = {
+                    **server.usage(),
+                    "loadgen": process_cpu(proc.pid),
+                    "machine": machine_busy(),
+                }
             else:
                 stderr_lines.append(line)
 
@@ -480,43 +504,75 @@ def run_workload(server: Server, workload: str, opts: Options) -> dict:
         detail = ("".join(stderr_lines) or stdout)[-500:]
         return {"error": f"load generator exit {proc.returncode}: {detail}"}
     result.pop("addr", None)  # a random port, noise in the report
-    before, after = samples.get("start"), samples.get("end")
-    if before and after and result.get("ok"):
-        cpu = after["cpu_seconds"] - before["cpu_seconds"]
-        result["server"] = {
-            "cpu_seconds": round(cpu, 2),
-            "cpu_ms_per_request": round(1000 * cpu / result["ok"], 3),
-            "rss_mb": after["rss_mb"],
-        }
+    result["server"] = cpu_report(samples, result)
     result["loadavg_1m_before"] = round(load_before, 2)
     if not server.alive():
         result["error"] = f"server exited during the run:\n{tail(server.log_path)}"
     return result
 
 
-def run_target(target: Target, opts: Options, scratch: Path) -> dict:
-    """All workloads against one target: one fresh server per workload, or one shared server
-    with --reuse. Never raises: failures become `error` entries."""
-    report: dict = {"product": target.product, "storage": target.storage, "workloads": {}}
-    groups = [opts.workloads] if opts.reuse else [[w] for w in opts.workloads]
-    for group in groups:
-        try:
-            with running(target, scratch) as server:
-                report.setdefault("startup_seconds", round(server.startup_seconds, 2))
-                if server.notes:
-                    report["notes"] = sorted(set(report.get("notes", []) + server.notes))
-                for workload in group:
-                    log(f"{target.name}: {workload}")
-                    report["workloads"][workload] = run_workload(server, workload, opts)
-        except StartError as e:
-            log(f"{target.name}: failed to start: {str(e).splitlines()[0]}")
-            report["error"] = f"failed to start: {e}"
-            # A target that does not start will not start for the next workload either.
-            break
-        except Exception as e:  # noqa: BLE001 - one target's trouble must not end the run
-            report["error"] = f"{type(e).__name__}: {e}"
-            break
-    return report
+def cpu_report(samples: dict, result: dict) -> dict:
+    """Where the CPU went during the measured span: the server (per successful request), the
+    load generator, and everything else on the machine. `other_cpu_share` is the fraction of
+    all cores that unrelated processes took: well above zero, and the numbers are not clean."""
+    start, end = samples.get("start"), samples.get("end")
+    if not start or not end:
+        return {}
+
+    def spent(key: str) -> float | None:
+        a, b = start.get(key), end.get(key)
+        return b - a if a is not None and b is not None else None
+
+    server, loadgen, machine = spent("cpu_seconds"), spent("loadgen"), spent("machine")
+    out: dict = {"rss_mb": end.get("rss_mb")}
+    if server is not None:
+        out["cpu_seconds"] = round(server, 2)
+        if result.get("ok"):
+            out["cpu_ms_per_request"] = round(1000 * server / result["ok"], 3)
+    if loadgen is not None:
+        out["loadgen_cpu_seconds"] = round(loadgen, 2)
+    if None not in (server, loadgen, machine) and result.get("seconds"):
+        other = max(0.0, machine - server - loadgen)
+        capacity = (os.cpu_count() or 1) * result["seconds"]
+        out["other_cpu_share"] = round(other / capacity, 3)
+    return out
+
+
+def new_report(target: Target) -> dict:
+    return {"product": target.product, "storage": target.storage, "workloads": {}}
+
+
+def run_session(target: Target, workloads: list[str], opts: Options, scratch: Path, report: dict):
+    """Runs `workloads` against one fresh server of `target`, filling `report`. Never raises:
+    a failure becomes the report's `error`, and the target is not tried again."""
+    try:
+        with running(target, scratch) as server:
+            report.setdefault("startup_seconds", round(server.startup_seconds, 2))
+            if server.notes:
+                report["notes"] = sorted(set(report.get("notes", []) + server.notes))
+            for workload in workloads:
+                log(f"{target.name}: {workload}")
+                report["workloads"][workload] = run_workload(server, workload, opts)
+    except StartError as e:
+        log(f"{target.name}: failed to start: {str(e).splitlines()[0]}")
+        report["error"] = f"failed to start: {e}"
+    except Exception as e:  # noqa: BLE001 - one target's trouble must not end the run
+        log(f"{target.name}: {type(e).__name__}: {e}")
+        report["error"] = f"{type(e).__name__}: {e}"
+
+
+def run_all(names: list[str], opts: Options, scratch: Path) -> dict:
+    reports = {name: new_report(TARGETS[name]) for name in names}
+    if opts.reuse:
+        sessions = [(name, opts.workloads) for name in names]
+    else:
+        # Workload-major: the targets take turns on each workload, so a burst of background
+        # load on a shared machine is less likely to hit one target's numbers alone.
+        sessions = [(name, [w]) for w in opts.workloads for name in names]
+    for name, workloads in sessions:
+        if "error" not in reports[name]:
+            run_session(TARGETS[name], workloads, opts, scratch, reports[name])
+    return reports
 
 
 # ---------------------------------------------------------------------------------------------
@@ -590,11 +646,22 @@ def ok_result(results: dict, target: str, workload: str) -> dict | None:
 
 
 def ratios(results: dict, workloads: list[str]) -> dict:
-    durable = [n for n, t in TARGETS.items() if t.product == "openbao" and t.storage == "durable"]
-    return {
-        "durable": compare(results, workloads, "lessor-file", [n for n in durable if n in results]),
-        "in_memory": compare(results, workloads, "lessor-dev", ["openbao-dev"]),
+    """Durable: lessor-file against the fastest durable OpenBao backend; in memory: lessor-dev
+    against openbao-dev. A pair is left out, with the reason, when one side was not run."""
+    durable = [
+        n for n, t in TARGETS.items() if t.product == "openbao" and t.storage == "durable"
+    ]
+    pairs = {
+        "durable": ("lessor-file", [n for n in durable if n in results]),
+        "in_memory": ("lessor-dev", [n for n in ["openbao-dev"] if n in results]),
     }
+    out: dict = {}
+    for label, (lessor, openbao) in pairs.items():
+        if lessor not in results or not openbao:
+            out[label] = {"skipped": f"needs {lessor} and an OpenBao target of that kind in the run"}
+        else:
+            out[label] = compare(results, workloads, lessor, openbao)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -661,16 +728,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         try:
             with tempfile.TemporaryDirectory(prefix="lessor-bench-") as scratch:
-                for name in args.targets:
-                    log(f"{name}: starting")
-                    report = run_target(TARGETS[name], opts, Path(scratch))
-                    document["results"][name] = report
-                    failed |= "error" in report or any(
-                        "error" in r for r in report["workloads"].values()
-                    )
+                document["results"] = run_all(args.targets, opts, Path(scratch))
         finally:
             stop_all()
         document["ratios"] = ratios(document["results"], opts.workloads)
+        failed = any(
+            "error" in report or any("error" in r for r in report["workloads"].values())
+            for report in document["results"].values()
+        )
     text = json.dumps(document, indent=2)
     print(text)
     if args.output:

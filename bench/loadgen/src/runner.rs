@@ -187,3 +187,105 @@ async fn worker(shared: Arc<Shared>) -> Result<Outcome> {
     }
     Ok(outcome)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Call;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Sends `n/<seq>`; the fake server fails every tenth.
+    struct Numbered;
+
+    impl Workload for Numbered {
+        fn call(&self, seq: u64) -> Call {
+            Call::get(format!("n/{seq}"))
+        }
+    }
+
+    fn status_for(path: &str) -> u16 {
+        match path.rsplit('/').next().and_then(|n| n.parse::<u64>().ok()) {
+            Some(n) if n % 10 == 0 => 500,
+            _ => 200,
+        }
+    }
+
+    /// Just enough HTTP/1.1 for the client: keep-alive, requests without bodies.
+    async fn serve(mut socket: TcpStream) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                buf.drain(..end + 4);
+                let path = head.split_whitespace().nth(1).unwrap_or("");
+                let status = status_for(path);
+                let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\n{{}}");
+                if socket.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    async fn fake_server() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket));
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn plan(duration: Duration, warmup: Duration, max_requests: Option<u64>) -> Plan {
+        Plan {
+            concurrency: 4,
+            duration,
+            warmup,
+            max_requests,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn request_budget_is_exact_and_errors_are_counted_by_status() {
+        let client = Client::new(&fake_server().await, "t", 4).unwrap();
+        let plan = plan(Duration::from_secs(30), Duration::ZERO, Some(100));
+        let outcome = run(client, Arc::new(Numbered), &plan).await.unwrap();
+        assert_eq!(outcome.ok, 90);
+        assert_eq!(outcome.errors.get("500"), Some(&10));
+        assert_eq!(outcome.histogram.len(), 90);
+        assert!(outcome.error_samples.contains_key("500"));
+    }
+
+    #[tokio::test]
+    async fn warmup_is_not_measured() {
+        let client = Client::new(&fake_server().await, "t", 4).unwrap();
+        let plan = plan(Duration::from_millis(200), Duration::from_millis(200), None);
+        let outcome = run(client, Arc::new(Numbered), &plan).await.unwrap();
+        assert!(outcome.ok > 0);
+        // Only the measured span counts: about 0.2 s, not 0.4 s.
+        assert!(
+            outcome.seconds >= 0.2 && outcome.seconds < 0.35,
+            "{}",
+            outcome.seconds
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_a_transport_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let client = Client::new(&addr, "t", 1).unwrap();
+        let err = client.send(&Call::get("sys/health")).await.unwrap_err();
+        assert!(matches!(err, Error::Transport(_)), "{err}");
+    }
+}
