@@ -179,8 +179,12 @@ pub struct Matched<'b> {
 
 /// Finds the path `rel` in `backend`, or `None`.
 pub fn find<'b>(backend: &'b dyn Backend, rel: &str) -> Option<Matched<'b>> {
-    // LIST requests carry a trailing `/`; patterns may or may not spell it.
-    find_exact(backend, rel).or_else(|| find_exact(backend, rel.strip_suffix('/')?))
+    // LIST requests carry a trailing `/`; a list path may or may not spell it, but a path
+    // that cannot list does not match with it (Vault answers 404 there, not 405).
+    find_exact(backend, rel).or_else(|| {
+        find_exact(backend, rel.strip_suffix('/')?)
+            .filter(|m| m.path.operations.contains(&Operation::List))
+    })
 }
 
 fn find_exact<'b>(backend: &'b dyn Backend, rel: &str) -> Option<Matched<'b>> {

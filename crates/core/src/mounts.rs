@@ -108,7 +108,7 @@ impl MountEntry {
             kind: kind.to_string(),
             description: String::new(),
             uuid: uuid::Uuid::new_v4().to_string(),
-            accessor: format!("{}_{}", kind, &random_hex(4)),
+            accessor: new_accessor(table, kind),
             local: false,
             seal_wrap: false,
             external_entropy_access: false,
@@ -190,6 +190,14 @@ impl MountEntry {
             "running_sha256": "",
             "deprecation_status": "supported",
         })
+    }
+}
+
+/// A mount accessor as Vault forms it: `kv_1a2b3c4d`, `auth_token_1a2b3c4d`.
+pub fn new_accessor(table: Table, kind: &str) -> String {
+    match table {
+        Table::Mounts => format!("{kind}_{}", random_hex(4)),
+        Table::Auth => format!("auth_{kind}_{}", random_hex(4)),
     }
 }
 

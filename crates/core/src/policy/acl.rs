@@ -221,6 +221,31 @@ impl Acl {
         caps.names().into_iter().map(str::to_string).collect()
     }
 
+    /// True when some rule grants a capability at or below `prefix` (a mount path): the
+    /// CLI's preflight (`sys/internal/ui/mounts/<path>`) only proceeds for such tokens.
+    pub fn has_any_under(&self, prefix: &str) -> bool {
+        if self.root {
+            return true;
+        }
+        let grants = |p: &Permissions| {
+            !p.capabilities.is_empty() && !p.capabilities.contains(Capabilities::DENY)
+        };
+        let prefix = normalize(prefix);
+        let exact = self
+            .exact
+            .iter()
+            .any(|(k, p)| k.starts_with(prefix) && grants(p));
+        let globs = self
+            .prefix
+            .iter()
+            .any(|(k, p)| (k.starts_with(prefix) || prefix.starts_with(k.as_str())) && grants(p));
+        let segments = self.segment.iter().any(|r| {
+            let fixed = &r.path[..r.first_wildcard.min(r.path.len())];
+            (fixed.starts_with(prefix) || prefix.starts_with(fixed)) && grants(&r.perms)
+        });
+        exact || globs || segments
+    }
+
     /// Checks a request needing `needed` on `path` (LIST semantics when `needed` has `LIST`).
     /// With `data`, the matched rule's parameter constraints apply to it (for operations that
     /// carry parameters: read, create, update, patch). The request is taken as unwrapped: a

@@ -295,7 +295,7 @@ impl Mount {
             entry.options = opts.clone();
         }
         resolve_type(&kind, &mut entry)?;
-        entry.accessor = format!("{}_{}", entry.kind, crate::mounts::random_hex(4));
+        entry.accessor = crate::mounts::new_accessor(self.table, &entry.kind);
         if let Some(cfg) = d.map("config") {
             apply_config(&mut entry, cfg, core.config.max_lease_ttl)?;
         }
@@ -606,20 +606,8 @@ impl PathHandler for UiMount {
             .ok_or_else(denied)?;
         let caller = ctx.req.caller.as_ref().ok_or_else(denied)?;
         if !caller.is_root {
-            // The CLI asks about `<mount>/<rest>` before reading it directly (KV v1) or as
-            // `data/` and `metadata/` (KV v2): any capability on one of them lets it proceed.
             let acl = active.policies.acl(&caller.policies).await?;
-            let mount = m.entry.route_path();
-            let rest = path
-                .trim_start_matches('/')
-                .strip_prefix(mount.as_str())
-                .unwrap_or("");
-            let candidates = [
-                format!("{mount}{rest}"),
-                format!("{mount}data/{rest}"),
-                format!("{mount}metadata/{rest}"),
-            ];
-            if candidates.iter().all(|p| acl.capabilities(p) == ["deny"]) {
+            if !acl.has_any_under(&m.entry.route_path()) {
                 return Err(denied());
             }
         }
