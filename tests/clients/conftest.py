@@ -47,6 +47,7 @@ _LIVE: set["ServerProcess"] = set()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     config.addinivalue_line(
         "markers", "lessor_only: asserts lessor-specific behaviour; skipped against OpenBao"
     )
@@ -144,6 +145,7 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
                 env=_server_env(),
             )
         finally:
@@ -210,6 +212,21 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel SIGKILLs the server if the test process dies.
+
+    This covers what no teardown can: pytest itself killed with SIGKILL.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: teardown and atexit still apply
+
+
 def _server_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
     env.setdefault("RUST_LOG", "info")
@@ -220,6 +237,13 @@ def _server_env() -> dict[str, str]:
 def _kill_leftovers() -> None:
     for server in list(_LIVE):
         server.kill()
+
+
+def _on_sigterm(signum: int, frame) -> None:
+    """A terminated test run (e.g. a CI time limit) still stops its servers first."""
+    _kill_leftovers()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 # --- servers --------------------------------------------------------------------------------
