@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use lessor_core::framework::{Backend, Path};
+use lessor_core::logical::{RawBody, Response};
 
 pub use store::Clock;
 use store::State;
@@ -71,5 +72,19 @@ impl Default for KvV2 {
 impl Backend for KvV2 {
     fn paths(&self) -> &[Path] {
         &self.paths
+    }
+}
+
+/// A patch of a secret that does not exist: Vault answers a bare 404 with no body at all
+/// (not `{"errors":[]}`), and so do we.
+fn patch_target_missing() -> Response {
+    Response {
+        raw: Some(RawBody {
+            status: 404,
+            body: None,
+            content_type: None,
+            text: None,
+        }),
+        ..Default::default()
     }
 }

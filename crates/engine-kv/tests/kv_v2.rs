@@ -286,8 +286,17 @@ async fn soft_delete_undelete_destroy() {
 #[tokio::test]
 async fn patch_merges() {
     let (m, _) = mount();
-    let e = m.patch("data/p", json!({"data": {"a": 1}})).await;
-    assert_eq!((e.status, e.error.as_str()), (404, ""));
+    // A patch of nothing: a bare 404 without a body.
+    let e = m
+        .call(Operation::Patch, "data/p", json!({"data": {"a": 1}}))
+        .await;
+    let raw = e.unwrap().unwrap().raw.unwrap();
+    assert_eq!((raw.status, raw.body), (404, None));
+    m.write("metadata/p", json!({})).await;
+    assert_eq!(
+        m.patch("data/p", json!({"data": {"a": 1}})).await.status,
+        404
+    );
     m.write("data/p", json!({"data": {"a": {"b": 1, "c": 2}, "d": 3}}))
         .await;
     let w = m

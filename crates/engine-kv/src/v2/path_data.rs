@@ -97,7 +97,7 @@ impl Data {
         let now = self.0.now();
         let existing = KeyMeta::load(ctx.storage, path).await?;
         if patch && existing.is_none() {
-            return Err(Error::NotFound);
+            return Ok(Some(super::patch_target_missing()));
         }
         let mut meta = existing.unwrap_or_else(|| KeyMeta::new(now));
         meta.check_cas(&cfg, cas)?;
@@ -105,7 +105,7 @@ impl Data {
         let data = if patch {
             let n = meta.current_version;
             let Some(vm) = meta.versions.get(&n).cloned() else {
-                return Err(Error::NotFound);
+                return Ok(Some(super::patch_target_missing()));
             };
             if vm.is_gone(now) {
                 return Ok(Some(gone(meta.version_json(n, &vm))));

@@ -103,7 +103,7 @@ impl Metadata {
         let now = self.0.now();
         let mut meta = match KeyMeta::load(ctx.storage, path).await? {
             Some(m) => m,
-            None if patch => return Err(Error::NotFound),
+            None if patch => return Ok(Some(super::patch_target_missing())),
             None => KeyMeta::new(now),
         };
         if let Some(m) = d.int("max_versions") {

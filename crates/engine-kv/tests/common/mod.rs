@@ -88,7 +88,10 @@ impl Mount {
                 error: String::new(),
             },
             Ok(Some(r)) => Reply {
-                status: r.status.unwrap_or(200),
+                status: r
+                    .raw
+                    .as_ref()
+                    .map_or(r.status.unwrap_or(200), |raw| raw.status),
                 data: r.data.map(Value::Object).unwrap_or(Value::Null),
                 warnings: r.warnings,
                 lease_duration: r.lease_duration,
