@@ -307,16 +307,18 @@ impl TokenStore {
         self.live(e).await
     }
 
-    /// Counts one use of a limited-use token. When this is the last one, `entry.num_uses`
-    /// becomes `LAST_USE` (persisted, so the token resolves no more) and the caller must
-    /// `revoke_tree` it once the request is done. A token already used up is refused.
+    /// Counts one use of a limited-use token; call it once the token is authorized, before
+    /// the request runs. When this is the last use, `entry.num_uses` becomes `LAST_USE`
+    /// (persisted, so the token resolves no more) and `finish_use` revokes it once the
+    /// request is done. A token already used up is refused; one revoked meanwhile is left
+    /// alone.
     pub async fn use_token(&self, entry: &mut TokenEntry) -> Result<()> {
         if entry.num_uses == 0 {
             return Ok(());
         }
         let _g = self.lock_for(&entry.id_hash).lock().await;
         let Some(mut cur) = self.lookup_hash(&entry.id_hash).await? else {
-            return Err(Error::InvalidToken);
+            return Ok(());
         };
         match cur.num_uses {
             0 => {}
@@ -328,6 +330,14 @@ impl TokenStore {
             .put(&format!("{ID_PREFIX}{}", cur.id_hash), to_json(&cur)?)
             .await?;
         *entry = cur;
+        Ok(())
+    }
+
+    /// After a request: revokes the token whose last use it was (see `use_token`).
+    pub async fn finish_use(&self, entry: &TokenEntry) -> Result<()> {
+        if entry.last_use_pending() {
+            self.revoke_tree(&entry.id_hash).await?;
+        }
         Ok(())
     }
 
