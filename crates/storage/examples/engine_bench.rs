@@ -10,7 +10,7 @@
 //!   commits everything in one durable transaction and acknowledges them all.
 //!
 //! Usage: `cargo run --release -p lessor-storage --example engine_bench -- [seconds] [tasks]
-//! [engine]` (defaults 3 s per run, 64 tasks, every engine), or `-- recovery N [engine]` to
+//! [repetitions] [engine]` (defaults 3 s per run, 64 tasks, 3 repetitions, every engine), or `-- recovery N [engine]` to
 //! time reopening a store of N keys after its process died unclean. Data goes to a temporary
 //! directory under `$TMPDIR`.
 
@@ -437,13 +437,17 @@ async fn main() {
     }
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
     let tasks: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
-    let only: Option<String> = args.get(3).cloned();
+    let reps: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let only: Option<String> = args.get(4).cloned();
     let dur = Duration::from_secs(secs);
 
     println!(
-        "| engine | write path | workload | tasks | writes/s | reads/s | commits/s | p50 ms | p99 ms |"
+        "| engine | write path | workload | tasks | writes/s (min-max) | reads/s | commits/s | p50 ms | p99 ms |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    // Every configuration once per repetition, round-robin, so that load from elsewhere on
+    // the machine spreads over all of them; the table shows medians (and the write range).
+    let mut configs = Vec::new();
     for name in ENGINES.into_iter().chain([LESSOR]) {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
@@ -458,45 +462,79 @@ async fn main() {
                 if (workload_tasks == 1 || name == LESSOR) && grouped {
                     continue;
                 }
-                let dir = tempfile::tempdir().unwrap();
-                let engine = open(name, dir.path());
-                // Keys the readers look up, loaded in big durable transactions.
-                let mut rng = Rng(42);
-                for chunk in 0..PRELOADED / 1000 {
-                    let ops: Vec<Op> = (chunk * 1000..(chunk + 1) * 1000)
-                        .map(|n| (key(1_000, n), rng.value()))
-                        .collect();
-                    tokio::task::block_in_place(|| engine.commit(&ops)).unwrap();
-                }
-                let groups = Arc::new(AtomicU64::new(0));
-                let writer = if grouped {
-                    group_writer(engine.clone(), groups.clone())
-                } else {
-                    Writer::Direct(engine.clone())
-                };
-                let commits_before = engine.commits();
-                let o = run(engine.clone(), writer, workload_tasks, dur, read_pct).await;
-                let commits = match (grouped, name) {
-                    (true, _) => groups.load(Ordering::Relaxed) as f64 / o.secs,
-                    (false, _) => match (engine.commits(), commits_before) {
-                        (Some(after), Some(before)) => (after - before) as f64 / o.secs,
-                        _ => o.writes as f64 / o.secs,
-                    },
-                };
-                println!(
-                    "| {name} | {} | {label} | {workload_tasks} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
-                    match (grouped, name) {
-                        (true, _) => "group commit",
-                        (false, LESSOR) => "its own group commit",
-                        (false, _) => "direct",
-                    },
-                    o.writes as f64 / o.secs,
-                    o.reads as f64 / o.secs,
-                    commits,
-                    o.p50_us as f64 / 1000.0,
-                    o.p99_us as f64 / 1000.0,
-                );
+                configs.push((name, label, workload_tasks, read_pct, grouped));
             }
         }
+    }
+    let mut results: Vec<Vec<Row>> = vec![Vec::new(); configs.len()];
+    for rep in 0..reps {
+        eprintln!("repetition {}/{reps}", rep + 1);
+        for (i, &(name, _, workload_tasks, read_pct, grouped)) in configs.iter().enumerate() {
+            results[i].push(measure(name, workload_tasks, read_pct, grouped, dur).await);
+        }
+    }
+    for ((name, label, workload_tasks, _, grouped), rows) in configs.into_iter().zip(results) {
+        let med = |f: fn(&Row) -> f64| {
+            let mut v: Vec<f64> = rows.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            (v[v.len() / 2], v[0], v[v.len() - 1])
+        };
+        let (w, wmin, wmax) = med(|r| r.writes);
+        println!(
+            "| {name} | {} | {label} | {workload_tasks} | {w:.0} ({wmin:.0}-{wmax:.0}) | {:.0} | {:.0} | {:.2} | {:.2} |",
+            match (grouped, name) {
+                (true, _) => "group commit",
+                (false, LESSOR) => "its own group commit",
+                (false, _) => "direct",
+            },
+            med(|r| r.reads).0,
+            med(|r| r.commits).0,
+            med(|r| r.p50_ms).0,
+            med(|r| r.p99_ms).0,
+        );
+    }
+}
+
+/// One run's rates.
+#[derive(Clone)]
+struct Row {
+    writes: f64,
+    reads: f64,
+    commits: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// One run of one configuration on a fresh store.
+async fn measure(name: &str, tasks: u64, read_pct: u64, grouped: bool, dur: Duration) -> Row {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(name, dir.path());
+    // Keys the readers look up, loaded in big durable transactions.
+    let mut rng = Rng(42);
+    for chunk in 0..PRELOADED / 1000 {
+        let ops: Vec<Op> = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|n| (key(1_000, n), rng.value()))
+            .collect();
+        tokio::task::block_in_place(|| engine.commit(&ops)).unwrap();
+    }
+    let groups = Arc::new(AtomicU64::new(0));
+    let writer = if grouped {
+        group_writer(engine.clone(), groups.clone())
+    } else {
+        Writer::Direct(engine.clone())
+    };
+    let commits_before = engine.commits();
+    let o = run(engine.clone(), writer, tasks, dur, read_pct).await;
+    let commits = match (grouped, engine.commits(), commits_before) {
+        (true, _, _) => groups.load(Ordering::Relaxed),
+        (false, Some(after), Some(before)) => after - before,
+        _ => o.writes,
+    };
+    Row {
+        writes: o.writes as f64 / o.secs,
+        reads: o.reads as f64 / o.secs,
+        commits: commits as f64 / o.secs,
+        p50_ms: o.p50_us as f64 / 1000.0,
+        p99_ms: o.p99_us as f64 / 1000.0,
     }
 }
