@@ -650,6 +650,64 @@ mod tests {
     }
 
     #[test]
+    fn policy_parse_real_world_hcl() {
+        let p = parse_policy(
+            "p",
+            r#"
+            // Line comment
+            /* Block
+               comment */
+            path "secret/data/{{identity.entity.name}}/*" {
+              capabilities = ["create", "update", "read", "delete"]
+            }
+            path "secret/metadata/*" {
+              capabilities = [
+                "list",
+              ]
+            }
+            path "auth/approle/role/+/secret-id" {
+              capabilities = ["update"]
+              min_wrapping_ttl = "1m"
+              max_wrapping_ttl = 3600
+            }
+            path "sys/policies/acl/*" {
+              capabilities = ["create", "read", "update", "delete", "list", "sudo"]
+              allowed_parameters = {
+                "policy" = []
+                "name" = ["dev-*", "*-ops"]
+              }
+              denied_parameters = {
+                "*" = []
+              }
+            }
+            path "sys/mounts/*" {
+              capabilities = ["create", "update"]
+              allowed_parameters {
+                type = ["kv"]
+              }
+            }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(p.rules.len(), 5);
+        assert!(p.rules[0].templated);
+        assert_eq!(caps(&p, 1), ["list"]);
+        assert_eq!(
+            p.rules[2].permissions.min_wrapping_ttl,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            p.rules[3].permissions.allowed_parameters["name"],
+            vec![Value::from("dev-*"), Value::from("*-ops")]
+        );
+        assert!(p.rules[3].permissions.denied_parameters["*"].is_empty());
+        assert_eq!(
+            p.rules[4].permissions.allowed_parameters["type"],
+            vec![Value::from("kv")]
+        );
+    }
+
+    #[test]
     fn policy_parse_templated_and_empty() {
         let p = parse_policy(
             "p",

@@ -586,15 +586,25 @@ async fn policy_store_acl_cache_and_invalidation() {
         .acl(&names(&["dev", "default", "unknown"]))
         .await
         .unwrap();
-    let b = store.acl(&names(&["default", "DEV", "dev"])).await.unwrap();
+    let b = store
+        .acl(&names(&["Unknown", "default", "DEV", "dev"]))
+        .await
+        .unwrap();
     assert!(Arc::ptr_eq(&a, &b), "same policy set, same compiled ACL");
     assert_eq!(a.capabilities("secret/x"), ["read"]);
     assert_eq!(a.capabilities("auth/token/lookup-self"), ["read"]);
 
-    // The cache answers without going back to storage.
+    // Caches answer without going back to storage: compiled ACLs per set, parsed policies
+    // per name (a new set containing `dev` compiles from the parsed copy, no reparse).
     storage.delete("policy/dev").await.unwrap();
+    let again = store
+        .acl(&names(&["dev", "default", "unknown"]))
+        .await
+        .unwrap();
+    assert!(Arc::ptr_eq(&a, &again));
     let c = store.acl(&names(&["default", "dev"])).await.unwrap();
-    assert!(Arc::ptr_eq(&a, &c));
+    assert!(!Arc::ptr_eq(&a, &c));
+    assert_eq!(c.capabilities("secret/x"), ["read"]);
 
     // Any write invalidates.
     store
@@ -651,4 +661,12 @@ async fn policy_store_is_shareable_across_tasks() {
         let path = stored.rules[0].pattern.clone();
         assert_eq!(acl.capabilities(&path), ["read"]);
     }
+}
+
+#[test]
+fn policy_types_are_thread_safe() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PolicyStore>();
+    assert_send_sync::<Acl>();
+    assert_send_sync::<Policy>();
 }
