@@ -776,3 +776,45 @@ fn operator_init_unseal_seal_status() {
         down.stderr
     );
 }
+
+#[test]
+fn tls_ca_cert_and_skip_verify() {
+    let Some(srv) = common::start_dev_tls() else {
+        return;
+    };
+    let ca = srv.ca_cert.clone().unwrap();
+    // VAULT_CACERT (set by the harness) verifies the server.
+    assert_eq!(
+        srv.lessor(&["read", "-field=keys", "sys/policy"])
+            .ok()
+            .stdout,
+        "[default root]"
+    );
+    // Without the CA the handshake fails.
+    let untrusted = srv.run_with(&["read", "sys/policy"], "", &[("VAULT_CACERT", None)]);
+    assert_eq!(untrusted.code, 2);
+    assert!(
+        untrusted.stderr.contains("certificate"),
+        "{}",
+        untrusted.stderr
+    );
+    // -ca-cert, -tls-skip-verify and VAULT_SKIP_VERIFY.
+    let ca_flag = format!("-ca-cert={}", ca.display());
+    for (args, env) in [
+        (
+            vec!["read", ca_flag.as_str(), "sys/policy"],
+            vec![("VAULT_CACERT", None)],
+        ),
+        (
+            vec!["read", "-tls-skip-verify", "sys/policy"],
+            vec![("VAULT_CACERT", None)],
+        ),
+        (
+            vec!["read", "sys/policy"],
+            vec![("VAULT_CACERT", None), ("VAULT_SKIP_VERIFY", Some("true"))],
+        ),
+    ] {
+        let run = srv.run_with(&args, "", &env);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+    }
+}

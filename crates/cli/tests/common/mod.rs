@@ -39,6 +39,8 @@ pub struct Server {
     child: Child,
     pub addr: String,
     pub home: tempfile::TempDir,
+    /// The CA certificate of a TLS server, passed as `VAULT_CACERT`.
+    pub ca_cert: Option<PathBuf>,
     _config_dir: tempfile::TempDir,
 }
 
@@ -59,6 +61,22 @@ pub fn start_dev() -> Option<Server> {
         format!("-dev-listen-address=127.0.0.1:{port}"),
     ];
     start(args, port, true)
+}
+
+/// Starts `bao server -dev -dev-tls`: HTTPS with a CA of its own, in a temporary directory.
+pub fn start_dev_tls() -> Option<Server> {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let args = vec![
+        "server".to_string(),
+        "-dev".to_string(),
+        "-dev-tls".to_string(),
+        format!("-dev-tls-cert-dir={}", dir.path().display()),
+        format!("-dev-root-token-id={ROOT}"),
+        format!("-dev-listen-address=127.0.0.1:{port}"),
+    ];
+    let ca = dir.path().join("vault-ca.pem");
+    start_with(args, port, true, Some((dir, ca)))
 }
 
 /// Starts a non-dev server with in-memory storage: uninitialised and sealed.
@@ -83,6 +101,15 @@ pub fn start_sealed() -> Option<Server> {
 }
 
 fn start(args: Vec<String>, port: u16, unsealed: bool) -> Option<Server> {
+    start_with(args, port, unsealed, None)
+}
+
+fn start_with(
+    args: Vec<String>,
+    port: u16,
+    unsealed: bool,
+    tls: Option<(tempfile::TempDir, PathBuf)>,
+) -> Option<Server> {
     let Some(bao) = bao_binary() else {
         eprintln!(
             "skipping: the bao binary was not found (set LESSOR_TEST_BAO or install the venv)"
@@ -98,11 +125,17 @@ fn start(args: Vec<String>, port: u16, unsealed: bool) -> Option<Server> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let (dir, ca_cert) = match tls {
+        Some((dir, ca)) => (dir, Some(ca)),
+        None => (tempfile::tempdir().unwrap(), None),
+    };
     let server = Server {
         child,
-        addr: format!("http://127.0.0.1:{port}"),
+        addr: format!("{scheme}://127.0.0.1:{port}"),
         home: tempfile::tempdir().unwrap(),
-        _config_dir: tempfile::tempdir().unwrap(),
+        ca_cert,
+        _config_dir: dir,
     };
     // Ready when the seal status answers (and, in dev mode, says unsealed).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -156,7 +189,12 @@ impl Server {
             .env_remove("VAULT_FORMAT")
             .env_remove("BAO_FORMAT")
             .env_remove("BAO_ADDR")
-            .env_remove("BAO_TOKEN");
+            .env_remove("BAO_TOKEN")
+            .env_remove("VAULT_SKIP_VERIFY")
+            .env_remove("VAULT_CACERT");
+        if let Some(ca) = &self.ca_cert {
+            cmd.env("VAULT_CACERT", ca);
+        }
         cmd
     }
 
