@@ -228,9 +228,7 @@ def _die_with_parent() -> None:
 
 
 def _server_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    env.setdefault("RUST_LOG", "info")
-    return env
+    return {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
 
 
 @atexit.register
