@@ -93,6 +93,21 @@ impl Parsed {
             .unwrap_or(false)
     }
 
+    /// Flag-looking positional arguments (Go's parser stops at the first positional one),
+    /// except the names in `quiet`: vault warns about the rest.
+    pub fn late_flags(&self, quiet: &[Flag]) -> Vec<&str> {
+        self.args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| a.len() > 1 && a.starts_with('-'))
+            .filter(|a| {
+                let name = a.trim_start_matches('-');
+                let name = name.split_once('=').map_or(name, |(n, _)| n);
+                !quiet.iter().any(|f| f.names.contains(&name))
+            })
+            .collect()
+    }
+
     /// Checks the number of positional arguments the way vault words it.
     pub fn expect_args(&self, min: usize, max: usize) -> Result<(), UsageError> {
         let got = self.args.len();
@@ -361,6 +376,8 @@ mod tests {
         assert_eq!(p.all("policy"), ["a", "b"]);
         assert_eq!(p.args, vec!["path", "-format=json"]);
         assert!(!p.has("format"));
+        assert_eq!(p.late_flags(&[]), ["-format=json"]);
+        assert!(p.late_flags(FLAGS).is_empty());
 
         let p = parse(&[FLAGS], &argv(&["-force=false", "--", "-x"])).unwrap();
         assert!(p.has("force") && !p.bool("force"));

@@ -119,6 +119,12 @@ fn kv_api_path(path: &str, mount: &str, prefix: &str) -> String {
         .join("/")
 }
 
+/// Checks there is exactly one argument (the path), then resolves it.
+fn resolve_one(ctx: &Ctx) -> Result<KvPath, Exit> {
+    ctx.flags.expect_args(1, 1)?;
+    resolve(ctx)
+}
+
 /// Resolves the first positional argument (joined to `-mount` if given) and runs the
 /// preflight.
 fn resolve(ctx: &Ctx) -> Result<KvPath, Exit> {
@@ -202,7 +208,7 @@ fn print_field(map: Option<&Map<String, Value>>, field: &str) -> CmdResult {
 }
 
 fn get(ctx: &mut Ctx) -> CmdResult {
-    let kv = resolve(ctx)?;
+    let kv = resolve_one(ctx)?;
     let (path, query) = if kv.v2 {
         let q = ctx
             .flags
@@ -281,7 +287,7 @@ fn put(ctx: &mut Ctx, patch: bool) -> CmdResult {
         ctx.client
             .write(&kv.full, &Value::Object(data))
             .map_err(|e| Exit::api(format!("Error writing data to {}", kv.full), &e))?;
-        output::outln(&format!("Success! Data written to: {}", kv.full));
+        ctx.success(&format!("Success! Data written to: {}", kv.full));
         return Ok(0);
     }
     let path = kv.api("data");
@@ -330,7 +336,7 @@ fn versions(ctx: &Ctx) -> Result<Vec<i64>, Exit> {
 }
 
 fn delete(ctx: &mut Ctx) -> CmdResult {
-    let kv = resolve(ctx)?;
+    let kv = resolve_one(ctx)?;
     let versions = versions(ctx)?;
     let result = if !kv.v2 {
         let path = kv.full.clone();
@@ -345,7 +351,7 @@ fn delete(ctx: &mut Ctx) -> CmdResult {
             .map(|_| kv.api("data"))
     };
     let path = result.map_err(|e| Exit::api(format!("Error deleting {}", kv.full), &e))?;
-    output::outln(&format!("Success! Data deleted (if it existed) at: {path}"));
+    ctx.success(&format!("Success! Data deleted (if it existed) at: {path}"));
     Ok(0)
 }
 
@@ -356,7 +362,7 @@ fn versions_op(ctx: &mut Ctx, op: &str) -> CmdResult {
             "No versions provided, use the \"-versions\" flag to specify the version to {op}."
         )));
     }
-    let kv = resolve(ctx)?;
+    let kv = resolve_one(ctx)?;
     if !kv.v2 {
         return Err(Exit::usage(format!(
             "{} not supported on KV Version 1",
@@ -367,7 +373,7 @@ fn versions_op(ctx: &mut Ctx, op: &str) -> CmdResult {
     ctx.client
         .write(&path, &json!({ "versions": versions }))
         .map_err(|e| Exit::api(format!("Error writing data to {path}"), &e))?;
-    output::outln(&format!("Success! Data written to: {path}"));
+    ctx.success(&format!("Success! Data written to: {path}"));
     Ok(0)
 }
 
@@ -380,7 +386,7 @@ fn capitalized(s: &str) -> String {
 }
 
 fn list(ctx: &mut Ctx) -> CmdResult {
-    let kv = resolve(ctx)?;
+    let kv = resolve_one(ctx)?;
     let path = if kv.v2 {
         kv.api("metadata")
     } else {
@@ -395,7 +401,7 @@ fn list(ctx: &mut Ctx) -> CmdResult {
 
 /// The metadata commands exist only on version 2 mounts.
 fn resolve_v2(ctx: &Ctx) -> Result<String, Exit> {
-    let kv = resolve(ctx)?;
+    let kv = resolve_one(ctx)?;
     if !kv.v2 {
         return Err(Exit::usage("Metadata not supported on KV Version 1"));
     }
@@ -462,7 +468,7 @@ fn metadata_put(ctx: &mut Ctx) -> CmdResult {
     ctx.client
         .write(&path, &Value::Object(body))
         .map_err(|e| Exit::api(format!("Error writing data to {path}"), &e))?;
-    output::outln(&format!("Success! Data written to: {path}"));
+    ctx.success(&format!("Success! Data written to: {path}"));
     Ok(0)
 }
 
@@ -471,7 +477,7 @@ fn metadata_delete(ctx: &mut Ctx) -> CmdResult {
     ctx.client
         .delete(&path, &[])
         .map_err(|e| Exit::api(format!("Error deleting {path}"), &e))?;
-    output::outln(&format!("Success! Data deleted (if it existed) at: {path}"));
+    ctx.success(&format!("Success! Data deleted (if it existed) at: {path}"));
     Ok(0)
 }
 

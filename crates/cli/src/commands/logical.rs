@@ -4,7 +4,6 @@ use serde_json::Value;
 
 use super::{CmdResult, Command, Ctx, Exit, kv_data, query_pairs, sanitize_path};
 use crate::args::Flag;
-use crate::output;
 
 pub(super) fn commands() -> Vec<Command> {
     vec![
@@ -56,7 +55,7 @@ fn write(ctx: &mut Ctx) -> CmdResult {
     match ctx.client.write(&path, &Value::Object(data)) {
         Ok(Some(secret)) => ctx.print_secret(&secret),
         Ok(None) => {
-            output::outln(&format!("Success! Data written to: {path}"));
+            ctx.success(&format!("Success! Data written to: {path}"));
             Ok(0)
         }
         Err(e) => Err(Exit::api(format!("Error writing data to {path}"), &e)),
@@ -78,7 +77,7 @@ fn delete(ctx: &mut Ctx) -> CmdResult {
     let query = query_pairs(&kv_data(&ctx.args()[1..])?);
     match ctx.client.delete(&path, &query) {
         Ok(_) => {
-            output::outln(&format!("Success! Data deleted (if it existed) at: {path}"));
+            ctx.success(&format!("Success! Data deleted (if it existed) at: {path}"));
             Ok(0)
         }
         Err(e) => Err(Exit::api(format!("Error deleting {path}"), &e)),

@@ -92,6 +92,14 @@ impl Ctx {
         }
     }
 
+    /// Prints a "Success! ..." line: only in table format, since JSON output of a body-less
+    /// answer is empty (scripts parse stdout).
+    pub fn success(&self, message: &str) {
+        if self.format == Format::Table {
+            output::outln(message);
+        }
+    }
+
     /// Prints a secret in the chosen format; `-field` selects one value.
     pub fn print_secret(&self, secret: &Value) -> CmdResult {
         if let Some(field) = &self.field {
@@ -246,6 +254,13 @@ fn prepare(command: &Command, rest: &[String]) -> Result<Ctx, Exit> {
     sets.extend_from_slice(command.flags);
     let flags = args::parse(&sets, rest)?;
     let format = Format::resolve(flags.get("format"))?;
+    let late = flags.late_flags(COMMON);
+    if !late.is_empty() && format == Format::Table {
+        output::errln(&format!(
+            "Command flags must be provided before positional arguments. The following arguments will not be parsed as flags: [{}]",
+            late.join(",")
+        ));
+    }
     let field = flags.get("field").map(str::to_string);
     let client = Client::new(Settings::resolve(&flags)).map_err(|e| Exit::with_code(2, e))?;
     Ok(Ctx {
