@@ -5,6 +5,7 @@ from __future__ import annotations
 import hvac
 import hvac.exceptions
 import pytest
+import requests
 
 from conftest import ROOT_TOKEN, hvac_client
 
@@ -215,3 +216,33 @@ class TestKvV2:
             kv.read_secret_version(
                 path="capped", version=1, mount_point="secret", raise_on_deleted_version=True
             )
+
+
+def test_kv_v1_legacy_lease_key(client: hvac.Client):
+    client.secrets.kv.v1.create_or_update_secret(path="legacy", secret={"a": "b", "lease": "30m"}, mount_point="kv1")
+    got = client.secrets.kv.v1.read_secret(path="legacy", mount_point="kv1")
+    assert got["lease_duration"] == 1800
+    assert got["data"] == {"a": "b", "lease": "30m"}
+
+
+def test_kv_v1_lease_follows_mount_tune(client: hvac.Client):
+    client.sys.enable_secrets_engine("kv", path="kv1-tuned", options={"version": "1"})
+    client.sys.tune_mount_configuration("kv1-tuned", default_lease_ttl="1h")
+    tuned = client.sys.read_mount_configuration("kv1-tuned")["data"]
+    assert tuned["default_lease_ttl"] == 3600
+    assert tuned["max_lease_ttl"] == DEFAULT_LEASE_TTL
+    client.secrets.kv.v1.create_or_update_secret(path="k", secret={"a": "b"}, mount_point="kv1-tuned")
+    assert client.secrets.kv.v1.read_secret(path="k", mount_point="kv1-tuned")["lease_duration"] == 3600
+
+
+def test_unknown_parameters_are_ignored_with_warning(client: hvac.Client, dev_server):
+    r = requests.post(
+        f"{dev_server.url}/v1/secret/data/warned",
+        headers={"X-Vault-Token": ROOT_TOKEN},
+        json={"data": {"a": "b"}, "bogus": 1},
+        timeout=10,
+    )
+    assert r.status_code == 200
+    assert r.json()["warnings"] == ["Endpoint ignored these unrecognized parameters: [bogus]"]
+    got = client.secrets.kv.v2.read_secret_version(path="warned", mount_point="secret", raise_on_deleted_version=True)
+    assert got["data"]["data"] == {"a": "b"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hvac
 import hvac.exceptions
 import pytest
+import requests
 
 from conftest import ROOT_TOKEN, hvac_client
 
@@ -170,3 +171,47 @@ def test_orphan_created_directly_survives_creator(root: hvac.Client, url: str):
 def test_bad_token_is_forbidden(url: str):
     with pytest.raises(hvac.exceptions.Forbidden):
         hvac_client(url, "not-a-real-token").auth.token.lookup_self()
+
+
+@pytest.mark.parametrize(
+    "ttl,seconds",
+    [("3600", 3600), (5400, 5400), ("90m", 5400), ("1.5h", 5400), ("7d", 604800), ("1h30m", 5400)],
+)
+def test_ttl_formats(root: hvac.Client, ttl, seconds: int):
+    assert root.auth.token.create(ttl=ttl)["auth"]["lease_duration"] == seconds
+
+
+@pytest.mark.parametrize("ttl", ["1d12h", "abc", "-1h", "5 minutes"])
+def test_bad_ttl_is_400(root: hvac.Client, ttl: str):
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        root.auth.token.create(ttl=ttl)
+
+
+def test_ttl_above_system_max_is_capped_with_warning(root: hvac.Client):
+    r = root.auth.token.create(ttl="1000h")
+    assert r["auth"]["lease_duration"] == 2764800
+    assert r["warnings"] == [
+        'TTL of "1000h" exceeded the effective max_ttl of "768h"; TTL value is capped accordingly'
+    ]
+
+
+def test_default_ttl_is_system_default(root: hvac.Client):
+    r = root.auth.token.create(policies=["reader"])
+    assert r["auth"]["lease_duration"] == 2764800
+    assert r["auth"]["renewable"] is True
+
+
+def test_weakly_typed_fields(root: hvac.Client, url: str):
+    """The CLI sends every value as a string."""
+    r = requests.post(
+        f"{url}/v1/auth/token/create",
+        headers={"X-Vault-Token": ROOT_TOKEN},
+        json={"ttl": "600", "num_uses": "3", "renewable": "false", "no_default_policy": "true", "policies": ["reader"]},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    auth = r.json()["auth"]
+    assert auth["lease_duration"] == 600
+    assert auth["num_uses"] == 3
+    assert auth["renewable"] is False
+    assert auth["policies"] == ["reader"]
