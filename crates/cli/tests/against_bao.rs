@@ -818,3 +818,92 @@ fn tls_ca_cert_and_skip_verify() {
         assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
     }
 }
+
+#[test]
+fn token_create_flags_and_userpass_login() {
+    let srv = dev_server!();
+    let t = srv
+        .lessor(&[
+            "token",
+            "create",
+            "-orphan",
+            "-period=30m",
+            "-explicit-max-ttl=2h",
+            "-use-limit=5",
+            "-renewable=false",
+            "-no-default-policy",
+            "-policy=p1",
+            "-format=json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(t["auth"]["orphan"], true);
+    assert_eq!(t["auth"]["renewable"], false);
+    assert_eq!(t["auth"]["token_policies"], serde_json::json!(["p1"]));
+    let token = t["auth"]["client_token"].as_str().unwrap();
+    let look = srv
+        .lessor(&["token", "lookup", "-format=json", token])
+        .ok()
+        .json();
+    assert_eq!(look["data"]["period"], 1800);
+    assert_eq!(look["data"]["explicit_max_ttl"], 7200);
+    assert_eq!(look["data"]["num_uses"], 5);
+    let table = srv.lessor(&["token", "lookup", token]).ok();
+    assert!(has_row(&table.stdout, "period", "30m"), "{}", table.stdout);
+    assert!(
+        has_row(&table.stdout, "explicit_max_ttl", "2h"),
+        "{}",
+        table.stdout
+    );
+
+    srv.lessor(&[
+        "write",
+        "auth/token/roles/svc",
+        "allowed_policies=p2",
+        "orphan=true",
+    ])
+    .ok();
+    let r = srv
+        .lessor(&["token", "create", "-role=svc", "-policy=p2", "-format=json"])
+        .ok()
+        .json();
+    assert_eq!(r["auth"]["orphan"], true);
+    assert!(
+        r["auth"]["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("p2"))
+    );
+
+    srv.lessor(&["auth", "enable", "userpass"]).ok();
+    srv.lessor(&[
+        "write",
+        "auth/userpass/users/ann",
+        "password=pw",
+        "token_policies=default",
+    ])
+    .ok();
+    let login = srv
+        .lessor(&[
+            "login",
+            "-method=userpass",
+            "-no-store",
+            "-field=token_policies",
+            "username=ann",
+            "password=pw",
+        ])
+        .ok();
+    assert_eq!(login.stdout, "[default]");
+    let bad = srv.lessor(&[
+        "login",
+        "-method=userpass",
+        "username=ann",
+        "password=wrong",
+    ]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("invalid username or password"),
+        "{}",
+        bad.stderr
+    );
+}

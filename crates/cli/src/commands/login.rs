@@ -91,6 +91,8 @@ fn login(ctx: &mut Ctx) -> CmdResult {
 
 fn token_login(ctx: &mut Ctx) -> Result<Value, Exit> {
     let token = match ctx.args().first() {
+        // `login token=...` is accepted as well as the bare token.
+        Some(t) if t.starts_with("token=") => t["token=".len()..].to_string(),
         Some(t) if t != "-" => t.clone(),
         _ => prompt_line("Token (will be hidden): ")?,
     };
@@ -131,12 +133,18 @@ fn token_login(ctx: &mut Ctx) -> Result<Value, Exit> {
     }))
 }
 
-/// Inputs a method gets when the user leaves them out.
-fn method_defaults(method: &str, data: &mut Map<String, Value>) -> Result<(), Exit> {
+/// Inputs a method gets when the user leaves them out: the Kubernetes method reads the
+/// pod's service-account token from `sa_token` when no `jwt` is given.
+fn method_defaults(
+    method: &str,
+    data: &mut Map<String, Value>,
+    sa_token: &std::path::Path,
+) -> Result<(), Exit> {
     if method == "kubernetes" && !data.contains_key("jwt") {
-        let jwt = std::fs::read_to_string(K8S_SA_TOKEN).map_err(|e| {
+        let jwt = std::fs::read_to_string(sa_token).map_err(|e| {
             Exit::usage(format!(
-                "No jwt given and the service account token could not be read from {K8S_SA_TOKEN}: {e}"
+                "No jwt given and the service account token could not be read from {}: {e}",
+                sa_token.display()
             ))
         })?;
         data.insert("jwt".into(), Value::String(jwt.trim().to_string()));
@@ -144,15 +152,28 @@ fn method_defaults(method: &str, data: &mut Map<String, Value>) -> Result<(), Ex
     Ok(())
 }
 
+/// The login path of a method mounted at `mount`. Username/password methods take the user
+/// name in the path (`auth/userpass/login/<username>`), the others a plain `login`.
+fn login_path(method: &str, mount: &str, data: &mut Map<String, Value>) -> Result<String, Exit> {
+    if matches!(method, "userpass" | "ldap" | "okta" | "radius") {
+        let user = match data.remove("username") {
+            Some(Value::String(u)) if !u.is_empty() => u,
+            _ => return Err(Exit::usage("'username' must be specified")),
+        };
+        return Ok(format!("auth/{mount}/login/{user}"));
+    }
+    Ok(format!("auth/{mount}/login"))
+}
+
 fn method_login(ctx: &mut Ctx, method: &str) -> Result<Value, Exit> {
     let mut data = kv_data(ctx.args())?;
-    method_defaults(method, &mut data)?;
+    method_defaults(method, &mut data, std::path::Path::new(K8S_SA_TOKEN))?;
     let mount = ctx
         .flags
         .get("path")
         .map(super::sanitize_path)
         .unwrap_or_else(|| method.to_string());
-    let path = format!("auth/{mount}/login");
+    let path = login_path(method, &mount, &mut data)?;
     ctx.client
         .write(&path, &Value::Object(data))
         .map_err(|e| Exit::api("Error authenticating", &e))?
@@ -182,4 +203,47 @@ fn write_private(path: &std::path::Path, token: &str) -> std::io::Result<()> {
     }
     let mut file = options.open(path)?;
     file.write_all(token.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_reads_the_service_account_token_unless_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let sa = dir.path().join("token");
+        std::fs::write(&sa, "eyJ.sa.jwt\n").unwrap();
+        let mut data = Map::new();
+        data.insert("role".into(), json!("web"));
+        method_defaults("kubernetes", &mut data, &sa).unwrap();
+        assert_eq!(data["jwt"], "eyJ.sa.jwt");
+
+        let mut given = Map::new();
+        given.insert("jwt".into(), json!("mine"));
+        method_defaults("kubernetes", &mut given, &dir.path().join("missing")).unwrap();
+        assert_eq!(given["jwt"], "mine");
+
+        let mut none = Map::new();
+        assert!(method_defaults("kubernetes", &mut none, &dir.path().join("missing")).is_err());
+        method_defaults("approle", &mut none, &dir.path().join("missing")).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn login_paths() {
+        let mut data = Map::new();
+        assert_eq!(
+            login_path("approle", "ci", &mut data).unwrap(),
+            "auth/ci/login"
+        );
+        data.insert("username".into(), json!("ann"));
+        data.insert("password".into(), json!("pw"));
+        assert_eq!(
+            login_path("userpass", "userpass", &mut data).unwrap(),
+            "auth/userpass/login/ann"
+        );
+        assert!(!data.contains_key("username"));
+        assert!(login_path("userpass", "userpass", &mut Map::new()).is_err());
+    }
 }
