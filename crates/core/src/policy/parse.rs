@@ -90,6 +90,7 @@ pub fn parse_policy(name: &str, text: &str) -> Result<Policy> {
 
 /// Parses text already free of base64 wrapping (as stored), so it is never decoded twice.
 pub(super) fn parse_decoded(name: &str, raw: String) -> Result<Policy> {
+    check_nesting(&raw)?;
     let entries = if looks_like_json(&raw) {
         json_entries(&raw)?
     } else {
@@ -104,6 +105,29 @@ pub(super) fn parse_decoded(name: &str, raw: String) -> Result<Policy> {
         raw,
         rules,
     })
+}
+
+/// Deepest bracket nesting a policy may have. Real policies use three or four levels; the
+/// bound keeps the recursive parsers far from the end of the stack on hostile input.
+const MAX_NESTING: usize = 64;
+
+/// Rejects text whose brackets nest deeper than `MAX_NESTING`. Brackets inside strings count
+/// too, which only makes the bound stricter by what a string leaves unclosed.
+fn check_nesting(text: &str) -> Result<()> {
+    let mut depth = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' | b'(' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(parse_error("nesting too deep"));
+                }
+            }
+            b']' | b'}' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn looks_like_json(text: &str) -> bool {
@@ -705,6 +729,23 @@ mod tests {
             p.rules[4].permissions.allowed_parameters["type"],
             vec![Value::from("kv")]
         );
+    }
+
+    #[test]
+    fn policy_parse_rejects_deep_nesting() {
+        let deep = format!(
+            "path \"a\" {{ capabilities = {}{} }}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let err = parse_policy("p", &deep).unwrap_err();
+        assert_eq!(err.to_string(), "failed to parse policy: nesting too deep");
+        let deep_json = format!(
+            "{{\"path\": {}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(parse_policy("p", &deep_json).unwrap_err().status(), 400);
     }
 
     #[test]
