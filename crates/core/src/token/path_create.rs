@@ -71,7 +71,6 @@ fn fields() -> Vec<crate::framework::Field> {
         int("num_uses", "Maximum number of uses; 0 = unlimited."),
         str("type", "Token type: service (batch tokens are not issued)."),
         str("entity_alias", "Entity alias (token roles only)."),
-        str("format", "Ignored."),
     ]
 }
 

@@ -171,7 +171,7 @@ impl PathHandler for Roles {
         match op {
             Operation::Read => match self.store.get_role(&name).await? {
                 Some(r) => Ok(Some(Response::data(r.read_data()))),
-                None => Ok(None),
+                None => Err(Error::NotFound),
             },
             Operation::Delete => {
                 self.store.delete_role(&name).await?;

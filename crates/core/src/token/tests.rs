@@ -116,11 +116,7 @@ impl H {
         req.mount_type = "token".into();
         req.caller = Some(caller);
         let storage: Arc<dyn Storage> = Arc::new(InMem::new());
-        let ctx = Ctx {
-            req: &req,
-            storage: &storage,
-            system: &self.system,
-        };
+        let ctx = Ctx::new(&req, &storage, &self.system);
         dispatch(self.backend.as_ref(), &ctx).await
     }
 
@@ -987,12 +983,11 @@ async fn token_roles_crud_and_rules() {
     h.call(&h.root, Operation::Delete, "roles/dis", json!({}))
         .await
         .unwrap();
-    assert!(
-        h.call(&h.root, Operation::Read, "roles/dis", json!({}))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let e = h
+        .call(&h.root, Operation::Read, "roles/dis", json!({}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 404);
 }
 
 #[tokio::test]
