@@ -12,7 +12,7 @@ use parking_lot::RwLock;
 
 use crate::barrier::{Barrier, View};
 use crate::clock::{Clock, SystemClock};
-use crate::expiration::{Expiration, SystemTtls, system_view};
+use crate::expiration::{Expiration, RequestLeases, SystemTtls, system_view};
 use crate::framework::{self, Backend, Ctx, matches_any};
 use crate::logical::{Operation, Request, Response};
 use crate::mounts::{self, MountEntry, Mounted, Router, Table};
@@ -320,11 +320,7 @@ impl Core {
         let sys_view = system_view(&mounted, self.system_ttls());
 
         if req.operation == Operation::Update {
-            let ctx = Ctx {
-                req: &req,
-                storage: &mounted.storage,
-                system: &sys_view,
-            };
+            let ctx = Ctx::new(&req, &mounted.storage, &sys_view);
             if framework::existence(mounted.backend.as_ref(), &ctx).await? == Some(false) {
                 req.operation = Operation::Create;
             }
@@ -335,16 +331,27 @@ impl Core {
             }
         }
 
-        let ctx = Ctx {
-            req: &req,
-            storage: &mounted.storage,
-            system: &sys_view,
+        let owner = token_entry.as_ref().map(|t| t.id_hash.clone()).unwrap_or_default();
+        let leases =
+            RequestLeases::new(active.expiration.clone(), mounted.clone(), req.path.clone(), owner);
+        let ctx = Ctx { req: &req, storage: &mounted.storage, system: &sys_view, leases: Some(&leases) };
+        let mut resp = match framework::dispatch(mounted.backend.as_ref(), &ctx).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                // The engine failed: whatever it reserved may exist in part. Revoke it now.
+                for id in leases.reserved() {
+                    active.expiration.abort(&id, None).await;
+                }
+                return Err(e);
+            }
         };
-        let mut resp = framework::dispatch(mounted.backend.as_ref(), &ctx).await?;
         if let Some(r) = resp.as_mut() {
             r.mount_type = mounted.entry.kind.clone();
-            self.register(&active, &mounted, &req, token_entry.as_ref(), r)
-                .await?;
+            self.register(&active, &mounted, &req, &leases, r).await?;
+        }
+        let used = resp.as_ref().map(|r| r.lease_id.clone()).unwrap_or_default();
+        for id in leases.reserved().into_iter().filter(|id| *id != used) {
+            active.expiration.abort(&id, None).await;
         }
         if let Some(mut t) = token_entry {
             active.tokens.use_token(&mut t).await?;
@@ -373,22 +380,31 @@ impl Core {
         Ok(())
     }
 
-    /// Turns a secret into a lease and a login's auth block into a token.
+    /// Turns a secret into a lease (activating its reservation) and a login's auth block
+    /// into a token.
     async fn register(
         &self,
         active: &Active,
         mounted: &Mounted,
         req: &Request,
-        token: Option<&TokenEntry>,
+        leases: &RequestLeases,
         r: &mut Response,
     ) -> Result<()> {
         if let Some(secret) = r.secret.take() {
-            let owner = token.map(|t| t.id_hash.as_str()).unwrap_or_default();
-            let (id, ttl, warning) = active
-                .expiration
-                .register_secret(mounted, &req.path, owner, &secret)
-                .await?;
-            r.lease_id = id;
+            if secret.reservation.is_empty() || !leases.reserved().contains(&secret.reservation) {
+                // Reserve -> create -> activate is the only way to issue: a secret that
+                // skipped it is revoked, never returned.
+                active.expiration.revoke_unreserved(mounted, &secret).await;
+                return Err(Error::internal("the backend issued a secret without reserving its lease"));
+            }
+            let (ttl, warning) = match active.expiration.activate(mounted, &secret).await {
+                Ok(v) => v,
+                Err(e) => {
+                    active.expiration.abort(&secret.reservation, Some(&secret.internal)).await;
+                    return Err(e);
+                }
+            };
+            r.lease_id = secret.reservation.clone();
             r.lease_duration = ttl.max(0) as u64;
             r.renewable = secret.renewable;
             r.warnings.extend(warning);

@@ -34,6 +34,8 @@ const TOKEN_PREFIX: &str = "token/";
 /// Vault's retry policy: 6 attempts, 10 s x 2^n with jitter, then irrevocable.
 pub const MAX_ATTEMPTS: u32 = 6;
 const RETRY_BASE_SECS: i64 = 10;
+/// How long a reservation may stay pending before its planned credential is revoked.
+pub const PENDING_DEADLINE_SECS: i64 = 300;
 
 /// The system-wide TTL defaults the mounts inherit.
 #[derive(Debug, Clone, Copy)]
@@ -158,15 +160,49 @@ impl Expiration {
         Ok(())
     }
 
-    /// Registers a secret a backend issued: computes its TTL, writes the lease durably, and
-    /// schedules it. Returns the lease id, the granted TTL and any cap warning.
-    pub async fn register_secret(
+    /// Reserves the lease of a credential about to be created: durable before the engine
+    /// makes its first call. The pending lease is also scheduled at its deadline, so a
+    /// request that never finishes cannot leave its credential behind.
+    pub async fn reserve(
         &self,
         mount: &Mounted,
         request_path: &str,
         token_hash: &str,
-        secret: &SecretSpec,
-    ) -> Result<(String, i64, Option<String>)> {
+        secret_type: &str,
+        planned: Value,
+    ) -> Result<String> {
+        let now = self.clock.now_unix();
+        let id = format!("{}/{}", request_path.trim_end_matches('/'), random_suffix());
+        let entry = LeaseEntry {
+            id: id.clone(),
+            kind: LeaseKind::Secret,
+            mount: mount.entry.route_path(),
+            mount_accessor: mount.entry.accessor.clone(),
+            secret_type: secret_type.to_string(),
+            internal: planned,
+            token_hash: token_hash.to_string(),
+            issue_time: now,
+            expire_time: now + PENDING_DEADLINE_SECS,
+            last_renewal: 0,
+            renewable: false,
+            state: LeaseState::Pending,
+            attempts: 0,
+            last_error: String::new(),
+            max_ttl: 0,
+        };
+        self.persist(&entry).await?;
+        self.schedule.insert(&entry.id, entry.expire_time);
+        Ok(id)
+    }
+
+    /// Activates a reserved lease with the secret the engine created: TTL from the one TTL
+    /// function, internal data replaced, one durable write. Returns the TTL and any cap
+    /// warning.
+    pub async fn activate(&self, mount: &Mounted, secret: &SecretSpec) -> Result<(i64, Option<String>)> {
+        let mut e = match self.load(&secret.reservation).await? {
+            Some(e) if e.state == LeaseState::Pending => e,
+            _ => return Err(Error::internal("lease reservation expired before activation")),
+        };
         let now = self.clock.now_unix();
         let sys = system_view(mount, self.system);
         let granted = ttl::calculate(TtlInput {
@@ -178,27 +214,54 @@ impl Expiration {
             now,
             ..Default::default()
         })?;
-        let id = format!("{}/{}", request_path.trim_end_matches('/'), random_suffix());
-        let entry = LeaseEntry {
-            id: id.clone(),
-            kind: LeaseKind::Secret,
-            mount: mount.entry.route_path(),
-            mount_accessor: mount.entry.accessor.clone(),
-            secret_type: secret.secret_type.clone(),
-            internal: secret.internal.clone(),
-            token_hash: token_hash.to_string(),
-            issue_time: now,
-            expire_time: now + granted.ttl,
-            last_renewal: 0,
-            renewable: secret.renewable,
-            state: LeaseState::Active,
-            attempts: 0,
-            last_error: String::new(),
-            max_ttl: secret.max_ttl.as_secs() as i64,
+        e.secret_type = secret.secret_type.clone();
+        e.internal = secret.internal.clone();
+        e.issue_time = now;
+        e.expire_time = now + granted.ttl;
+        e.renewable = secret.renewable;
+        e.max_ttl = secret.max_ttl.as_secs() as i64;
+        e.state = LeaseState::Active;
+        self.persist(&e).await?;
+        self.schedule.insert(&e.id, e.expire_time);
+        Ok((granted.ttl, granted.warning))
+    }
+
+    /// Revokes what a failed issuance may have created (the planned credential, or the one
+    /// it returned) and forgets the reservation. On failure the lease stays pending and the
+    /// scheduler retries it.
+    pub async fn abort(&self, id: &str, internal: Option<&Value>) {
+        let Ok(Some(mut e)) = self.load(id).await else { return };
+        if let Some(v) = internal {
+            e.internal = v.clone();
+            if let Err(err) = self.persist(&e).await {
+                tracing::error!(lease_id = %id, error = %err, "cannot record created credential of a failed issuance");
+            }
+        }
+        match self.revoke_entry(&e).await {
+            Ok(()) => {
+                if let Err(err) = self.forget(&e).await {
+                    tracing::error!(lease_id = %id, error = %err, "cannot forget aborted reservation");
+                }
+            }
+            Err(err) => self.record_failure(e, err.to_string()).await,
+        }
+    }
+
+    /// Revokes a secret that came back without a reservation (a backend bug), so it cannot
+    /// outlive the failed request.
+    pub async fn revoke_unreserved(&self, mount: &Mounted, secret: &SecretSpec) {
+        let sys = system_view(mount, self.system);
+        let ctx = LeaseCtx {
+            storage: &mount.storage,
+            system: &sys,
+            secret_type: &secret.secret_type,
+            internal: &secret.internal,
+            issue_time: crate::clock::to_datetime(self.clock.now_unix()),
+            increment: Duration::ZERO,
         };
-        self.persist(&entry).await?;
-        self.schedule.insert(&entry.id, entry.expire_time);
-        Ok((id, granted.ttl, granted.warning))
+        if let Err(e) = mount.backend.revoke(&ctx).await {
+            tracing::error!(mount = %mount.entry.route_path(), error = %e, "cannot revoke an unreserved secret");
+        }
     }
 
     pub async fn lookup(&self, id: &str) -> Result<Option<LeaseEntry>> {
@@ -472,7 +535,7 @@ impl Expiration {
             after = Some(last.clone());
             for (key, raw) in page {
                 match serde_json::from_slice::<LeaseEntry>(&raw) {
-                    Ok(e) if e.state == LeaseState::Active && e.expire_time > 0 => {
+                    Ok(e) if e.state != LeaseState::Irrevocable && e.expire_time > 0 => {
                         self.schedule.insert(&e.id, e.expire_time);
                         n += 1;
                     }
@@ -608,5 +671,37 @@ impl TokenLeaseHooks for Expiration {
             self.forget(&e).await?;
         }
         Ok(())
+    }
+}
+
+/// The reservations of one request: the core creates one per request and aborts whatever
+/// the handler reserved but did not turn into a secret.
+pub struct RequestLeases {
+    pub expiration: Arc<Expiration>,
+    pub mount: Mounted,
+    pub request_path: String,
+    pub token_hash: String,
+    reserved: parking_lot::Mutex<Vec<String>>,
+}
+
+impl RequestLeases {
+    pub fn new(expiration: Arc<Expiration>, mount: Mounted, request_path: String, token_hash: String) -> Self {
+        RequestLeases { expiration, mount, request_path, token_hash, reserved: parking_lot::Mutex::new(Vec::new()) }
+    }
+
+    pub fn reserved(&self) -> Vec<String> {
+        self.reserved.lock().clone()
+    }
+}
+
+#[async_trait]
+impl crate::framework::Reserver for RequestLeases {
+    async fn reserve(&self, secret_type: &str, planned: Value) -> Result<String> {
+        let id = self
+            .expiration
+            .reserve(&self.mount, &self.request_path, &self.token_hash, secret_type, planned)
+            .await?;
+        self.reserved.lock().push(id.clone());
+        Ok(id)
     }
 }

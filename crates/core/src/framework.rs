@@ -27,6 +27,32 @@ pub struct Ctx<'a> {
     /// Storage scoped to the mount and encrypted by the barrier.
     pub storage: &'a Arc<dyn Storage>,
     pub system: &'a SystemView,
+    /// Lease reservations for this request; `None` where nothing may issue secrets.
+    pub leases: Option<&'a dyn Reserver>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(req: &'a Request, storage: &'a Arc<dyn Storage>, system: &'a SystemView) -> Self {
+        Ctx { req, storage, system, leases: None }
+    }
+
+    /// Reserves the lease of a credential before creating it (zero leak): a pending lease
+    /// holding `planned` (what revocation needs, e.g. the user name chosen) is durable when
+    /// this returns. Put the returned id in `SecretSpec::reservation`. If the handler then
+    /// fails, the core revokes the planned credential at once; if the process dies, the
+    /// pending lease is revoked after its deadline.
+    pub async fn reserve(&self, secret_type: &str, planned: Value) -> Result<String> {
+        let leases = self
+            .leases
+            .ok_or_else(|| Error::internal("this request cannot issue leases"))?;
+        leases.reserve(secret_type, planned).await
+    }
+}
+
+/// Request-scoped lease reservations, implemented by the lease manager.
+#[async_trait]
+pub trait Reserver: Send + Sync {
+    async fn reserve(&self, secret_type: &str, planned: Value) -> Result<String>;
 }
 
 /// The mount's effective settings, as a backend may need them.

@@ -114,6 +114,9 @@ pub struct SecretSpec {
     pub renewable: bool,
     /// What the backend needs to renew and revoke; stored encrypted with the lease.
     pub internal: Value,
+    /// The lease id `Ctx::reserve` returned before the credential was created: the core
+    /// activates that pending lease. A secret without one is refused (and revoked).
+    pub reservation: String,
 }
 
 /// An auth block from a login or from the token store.

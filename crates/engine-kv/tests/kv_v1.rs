@@ -107,6 +107,7 @@ async fn existence_decides_create_or_update() {
         req: &req,
         storage: &m.storage,
         system: &m.system,
+        leases: None,
     };
     let exists = lessor_core::framework::existence(m.backend.as_ref(), &ctx).await;
     assert_eq!(exists.unwrap(), Some(false));

@@ -597,6 +597,7 @@ async fn existence_checks() {
             req: &req,
             storage: &m.storage,
             system: &m.system,
+            leases: None,
         };
         let got = lessor_core::framework::existence(m.backend.as_ref(), &ctx)
             .await
@@ -611,6 +612,7 @@ async fn existence_checks() {
             req: &req,
             storage: &m.storage,
             system: &m.system,
+            leases: None,
         };
         let got = lessor_core::framework::existence(m.backend.as_ref(), &ctx)
             .await
@@ -621,8 +623,11 @@ async fn existence_checks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cas_writers_one_wins() {
-    let (m, _) = mount();
-    let m = Arc::new(m);
+    let clock = TestClock::new();
+    let m = Arc::new(Mount::with_storage(
+        Arc::new(KvV2::with_clock(clock.as_clock())),
+        Arc::new(common::Yielding::default()),
+    ));
     m.write("data/race", json!({"data": {"w": "init"}})).await;
     let mut tasks = Vec::new();
     for i in 0..16 {

@@ -31,9 +31,13 @@ pub async fn handle(State(state): State<AppState>, req: HttpRequest<Body>) -> Ht
     match build_request(&state, remote, req).await {
         Ok(lreq) => {
             let id = lreq.id.clone();
-            match state.core.handle(lreq).await {
-                Ok(resp) => respond(&id, resp),
-                Err(e) => error_response(&e),
+            // Run the request to completion even if the client goes away: an engine halfway
+            // through issuing a credential must reach activation or rollback.
+            let core = state.core.clone();
+            match tokio::spawn(async move { core.handle(lreq).await }).await {
+                Ok(Ok(resp)) => respond(&id, resp),
+                Ok(Err(e)) => error_response(&e),
+                Err(_) => error_response(&Error::internal("internal error")),
             }
         }
         Err(e) => error_response(&e),

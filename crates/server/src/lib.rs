@@ -14,7 +14,7 @@ use axum::routing::any;
 use lessor_core::core::Factory;
 
 pub use http::AppState;
-pub use serve::{Server, serve_main};
+pub use serve::{Server, serve_main, serve_with};
 
 /// Every `/v1/*` request goes to the core; anything else is a 404.
 pub fn router(state: AppState) -> Router {

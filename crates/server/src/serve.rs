@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lessor_core::core::{Core, CoreConfig};
+use std::collections::BTreeMap;
+
+use lessor_core::core::{Core, CoreConfig, Factory};
 use lessor_storage::Storage;
 
 use crate::config::{Config, ListenerConfig, StorageConfig};
@@ -108,6 +110,11 @@ pub struct Server {
 
 /// Entry point of `lessor server ...`; returns the exit code.
 pub fn serve_main(args: Vec<String>) -> i32 {
+    serve_with(args, crate::factories())
+}
+
+/// `serve_main` with a chosen set of backend types (test builds add their own).
+pub fn serve_with(args: Vec<String>, factories: BTreeMap<String, Factory>) -> i32 {
     let flags = match parse_flags(&args) {
         Ok(f) => f,
         Err(e) => {
@@ -125,7 +132,7 @@ pub fn serve_main(args: Vec<String>) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(run(flags)) {
+    match runtime.block_on(run(flags, factories)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("Error: {e}");
@@ -134,7 +141,7 @@ pub fn serve_main(args: Vec<String>) -> i32 {
     }
 }
 
-async fn run(flags: Flags) -> Result<(), String> {
+async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), String> {
     let mut cfg = Config::default();
     for path in &flags.config {
         let c = Config::load(path)?;
@@ -187,7 +194,7 @@ async fn run(flags: Flags) -> Result<(), String> {
         core_cfg.cluster_name = n.clone();
     }
     core_cfg.api_addr = cfg.api_addr.clone().unwrap_or_default();
-    let core = Core::new(storage, core_cfg, crate::factories());
+    let core = Core::new(storage, core_cfg, factories);
 
     let mut dev_banner = None;
     if flags.dev {

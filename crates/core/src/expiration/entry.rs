@@ -15,6 +15,9 @@ pub enum LeaseKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LeaseState {
+    /// Reserved before its credential was created; `expire_time` is the deadline after
+    /// which the planned credential is revoked unless the lease was activated.
+    Pending,
     Active,
     /// Out of revocation attempts; kept, listed and counted until forced out.
     Irrevocable,

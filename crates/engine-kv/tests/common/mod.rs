@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use lessor_core::framework::{self, Backend, Ctx, SystemView};
 use lessor_core::logical::{Operation, Request, Response};
 use lessor_core::{Error, Result};
-use lessor_storage::Storage;
 use lessor_storage::inmem::InMem;
+use lessor_storage::{Storage, WriteOp};
 use serde_json::{Map, Value, json};
 
 /// The mount default lease TTL of these tests (Vault's untuned 768h).
@@ -35,9 +36,13 @@ pub struct Reply {
 
 impl Mount {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self::with_storage(backend, Arc::new(InMem::new()))
+    }
+
+    pub fn with_storage(backend: Arc<dyn Backend>, storage: Arc<dyn Storage>) -> Self {
         Mount {
             backend,
-            storage: Arc::new(InMem::new()),
+            storage,
             system: SystemView {
                 default_lease_ttl: Duration::from_secs(DEFAULT_TTL),
                 max_lease_ttl: Duration::from_secs(DEFAULT_TTL),
@@ -59,6 +64,7 @@ impl Mount {
             req: &req,
             storage: &self.storage,
             system: &self.system,
+            leases: None,
         };
         // Writes go through the existence check first, as in the router.
         if matches!(op, Operation::Create | Operation::Update) {
@@ -71,6 +77,7 @@ impl Mount {
                 req: &req,
                 storage: &self.storage,
                 system: &self.system,
+                leases: None,
             };
             return framework::dispatch(self.backend.as_ref(), &ctx).await;
         }
@@ -151,4 +158,45 @@ impl TestClock {
 
 pub fn is_not_found(e: &Error) -> bool {
     matches!(e, Error::NotFound)
+}
+
+/// In-memory storage that yields to the scheduler before every call, so concurrent
+/// requests interleave at each storage access as they would on a real backend.
+#[derive(Default)]
+pub struct Yielding(pub InMem);
+
+#[async_trait]
+impl Storage for Yielding {
+    async fn get(&self, key: &str) -> lessor_storage::Result<Option<Vec<u8>>> {
+        tokio::task::yield_now().await;
+        self.0.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>) -> lessor_storage::Result<()> {
+        tokio::task::yield_now().await;
+        self.0.put(key, value).await
+    }
+    async fn delete(&self, key: &str) -> lessor_storage::Result<()> {
+        tokio::task::yield_now().await;
+        self.0.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> lessor_storage::Result<Vec<String>> {
+        tokio::task::yield_now().await;
+        self.0.list(prefix).await
+    }
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> lessor_storage::Result<Vec<(String, Vec<u8>)>> {
+        tokio::task::yield_now().await;
+        self.0.scan(prefix, after, limit).await
+    }
+    async fn batch(&self, ops: Vec<WriteOp>) -> lessor_storage::Result<()> {
+        tokio::task::yield_now().await;
+        self.0.batch(ops).await
+    }
+    fn kind(&self) -> &'static str {
+        "yielding-inmem"
+    }
 }
