@@ -211,6 +211,28 @@ fn usage_text(commands: &[Command]) -> String {
     text
 }
 
+/// `lessor <command> -h`: the synopsis and every flag the command takes.
+fn command_help(command: &Command) -> String {
+    let mut text = format!(
+        "Usage: lessor {} [options] [args]\n\n  {}\n\nCommand options:\n",
+        command.words.join(" "),
+        command.help
+    );
+    let describe = |f: &Flag| match f.kind {
+        args::Kind::Bool => format!("-{}", f.names.join(", -")),
+        args::Kind::Str => format!("-{}=<value>", f.names[0]),
+        args::Kind::Multi => format!("-{}=<value> (repeatable)", f.names[0]),
+    };
+    for f in command.flags.iter().flat_map(|set| set.iter()) {
+        text.push_str(&format!("  {}\n", describe(f)));
+    }
+    text.push_str("\nCommon options:\n");
+    for f in COMMON {
+        text.push_str(&format!("  {}\n", describe(f)));
+    }
+    text
+}
+
 /// Runs a client command line (without the program name); returns the exit code.
 pub fn run(argv: &[String]) -> i32 {
     let commands = table();
@@ -220,22 +242,38 @@ pub fn run(argv: &[String]) -> i32 {
         .filter(|c| c.words.len() <= argv.len() && c.words.iter().zip(argv).all(|(w, a)| w == a))
         .max_by_key(|c| c.words.len());
     let Some(command) = found else {
-        let asked_help = argv
-            .first()
-            .is_some_and(|a| matches!(a.as_str(), "-h" | "-help" | "--help" | "help"));
-        output::errln(&usage_text(&commands));
-        return if asked_help { 0 } else { 127 };
+        let is_help = |a: &String| matches!(a.as_str(), "-h" | "-help" | "--help" | "help");
+        // A group word alone (`lessor kv`) lists that group's commands.
+        let group: Vec<&str> = argv
+            .iter()
+            .take_while(|a| !is_help(a))
+            .map(String::as_str)
+            .collect();
+        let members: Vec<&Command> = commands
+            .iter()
+            .filter(|c| !group.is_empty() && c.words.starts_with(&group))
+            .collect();
+        let text = if members.is_empty() {
+            usage_text(&commands)
+        } else {
+            let mut t = format!(
+                "Usage: lessor {} <subcommand> [options] [args]\n\nSubcommands:\n",
+                group.join(" ")
+            );
+            for c in members {
+                t.push_str(&format!("    {:<26}{}\n", c.words.join(" "), c.help));
+            }
+            t
+        };
+        output::errln(&text);
+        return if argv.iter().any(is_help) { 0 } else { 127 };
     };
     let rest = &argv[command.words.len()..];
     if rest
         .first()
         .is_some_and(|a| matches!(a.as_str(), "-h" | "-help" | "--help"))
     {
-        output::errln(&format!(
-            "Usage: lessor {} [options] [args]\n\n  {}",
-            command.words.join(" "),
-            command.help
-        ));
+        output::errln(&command_help(command));
         return 0;
     }
     match prepare(command, rest).and_then(|mut ctx| (command.run)(&mut ctx)) {
@@ -297,13 +335,28 @@ pub fn query_pairs(data: &serde_json::Map<String, Value>) -> Vec<(String, String
     out
 }
 
-/// Reads one line from stdin after printing a prompt on stderr (unseal keys, tokens).
+/// Reads one line from stdin after printing a prompt on stderr (unseal keys, tokens). On a
+/// terminal the typed secret is not echoed (`stty -echo`, so no extra dependency).
 pub fn prompt_line(prompt: &str) -> Result<String, Exit> {
+    use std::io::IsTerminal;
     let _ = std::io::Write::write_all(&mut std::io::stderr(), prompt.as_bytes());
+    let tty = std::io::stdin().is_terminal();
+    let stty = |arg: &str| {
+        let _ = std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    if tty {
+        stty("-echo");
+    }
     let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| Exit::usage(format!("error reading from stdin: {e}")))?;
+    let read = std::io::stdin().read_line(&mut line);
+    if tty {
+        stty("echo");
+        output::errln("");
+    }
+    read.map_err(|e| Exit::usage(format!("error reading from stdin: {e}")))?;
     Ok(line.trim().to_string())
 }
 
