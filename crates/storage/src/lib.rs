@@ -3,6 +3,9 @@
 //! Keys are `/`-separated paths; values are opaque bytes (barrier ciphertext above the
 //! barrier, so a backend never sees plaintext). The trait knows nothing of its
 //! implementations; `conformance` is the one suite they all pass.
+//!
+//! Backends: `inmem` (dev mode, tests) and `file` (the durable default, fjall with group
+//! commit; docs/decisions/storage.md has the measurements behind it).
 
 use async_trait::async_trait;
 
