@@ -1073,3 +1073,59 @@ async fn token_salt_persists_across_reopen() {
     let again = TokenStore::new(storage).await.unwrap();
     assert!(again.resolve(&h.root).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn token_deep_chain_revokes_iteratively() {
+    let h = harness().await;
+    let (first, _, _) = h.create(&h.root, "create", json!({"policies": "p"})).await;
+    let mut tokens = vec![first.clone()];
+    for _ in 0..150 {
+        let parent = tokens.last().cloned().unwrap();
+        let (t, _, _) = h.create(&parent, "create", json!({})).await;
+        tokens.push(t);
+    }
+    h.store.revoke_tree(&h.store.hash(&first)).await.unwrap();
+    for t in &tokens {
+        assert!(!h.alive(t).await);
+    }
+    assert_eq!(h.hooks.count("revoked"), tokens.len());
+    assert_eq!(h.store.list_accessors().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn token_renew_racing_revoke_never_resurrects() {
+    let h = harness().await;
+    for _ in 0..20 {
+        let (t, _, _) = h
+            .create(&h.root, "create", json!({"policies": "p", "ttl": 600}))
+            .await;
+        let hash = h.store.hash(&t);
+        let (s1, s2) = (h.store.clone(), h.store.clone());
+        let h1 = hash.clone();
+        let renew = tokio::spawn(async move {
+            for _ in 0..5 {
+                let _ = s1
+                    .renew(
+                        &h1,
+                        60,
+                        TtlLimits {
+                            default: 600,
+                            max: 3600,
+                        },
+                    )
+                    .await;
+            }
+        });
+        let revoke = tokio::spawn(async move { s2.revoke_tree(&hash).await });
+        renew.await.unwrap();
+        revoke.await.unwrap().unwrap();
+        assert!(!h.alive(&t).await);
+        assert!(
+            h.store
+                .lookup_hash(&h.store.hash(&t))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
