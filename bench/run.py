@@ -740,6 +740,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "versions": versions(),
         "settings": {
+            "targets": args.targets,
+            "workloads": opts.workloads,
             "duration_seconds": opts.duration,
             "warmup_seconds": opts.warmup,
             "concurrency": opts.concurrency,

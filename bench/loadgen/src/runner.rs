@@ -163,6 +163,10 @@ async fn worker(shared: Arc<Shared>) -> Result<Outcome> {
         let sent = Instant::now();
         let result = tokio::time::timeout(shared.timeout, shared.client.send(&call)).await;
         let latency = sent.elapsed();
+        if matches!(result, Ok(Err(_))) {
+            // The server is gone or refusing connections: keep counting, but do not spin.
+            tokio::time::sleep(TRANSPORT_BACKOFF).await;
+        }
         if !measured {
             continue;
         }
@@ -175,11 +179,7 @@ async fn worker(shared: Arc<Shared>) -> Result<Outcome> {
             Ok(Ok(reply)) => outcome.count_error(reply.status.as_u16().to_string(), || {
                 Snippet::of(&reply.body).0
             }),
-            Ok(Err(e)) => {
-                outcome.count_error("transport".into(), || e.to_string());
-                // The server went away mid-run: keep counting, but do not spin on connects.
-                tokio::time::sleep(TRANSPORT_BACKOFF).await;
-            }
+            Ok(Err(e)) => outcome.count_error("transport".into(), || e.to_string()),
             Err(_) => outcome.count_error("timeout".into(), || {
                 format!("no answer within {:?}", shared.timeout)
             }),
