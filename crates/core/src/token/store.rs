@@ -77,7 +77,8 @@ pub struct TidyReport {
 
 pub struct TokenStore {
     storage: Arc<dyn Storage>,
-    salt: Vec<u8>,
+    /// HMAC keyed with the store's salt, cloned for each hash.
+    mac: Hmac<Sha256>,
     clock: Arc<dyn Clock>,
     hooks: OnceLock<Arc<dyn TokenLeaseHooks>>,
     locks: Vec<Mutex<()>>,
@@ -121,9 +122,11 @@ impl TokenStore {
                 s
             }
         };
+        let mac = Hmac::<Sha256>::new_from_slice(&salt)
+            .map_err(|e| Error::internal(format!("token salt: {e}")))?;
         Ok(TokenStore {
             storage,
-            salt,
+            mac,
             clock,
             hooks: OnceLock::new(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -147,11 +150,7 @@ impl TokenStore {
 
     /// `h` + hex HMAC-SHA256(salt, value): how tokens and accessors are keyed.
     pub fn hash(&self, value: &str) -> String {
-        // HMAC takes keys of any length, so this cannot fail; fall back to an unusable
-        // marker rather than panic.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.salt) else {
-            return String::from("h-invalid");
-        };
+        let mut mac = self.mac.clone();
         mac.update(value.as_bytes());
         format!("h{}", hex::encode(mac.finalize().into_bytes()))
     }
