@@ -2,6 +2,9 @@
 //! a free loopback port, and a runner for the built `lessor` binary pointed at it. When the
 //! binary is missing the tests print why and pass without running, so a machine without
 //! the venv still builds and tests the rest.
+//!
+//! `LESSOR_TEST_SERVER=lessor` runs the same tests against `lessor server` instead (the
+//! same binary, whose server takes the same `-dev` flags).
 
 #![allow(dead_code)]
 
@@ -12,6 +15,19 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const ROOT: &str = "root";
+
+/// Whether the tests target `lessor server` rather than OpenBao.
+pub fn against_lessor() -> bool {
+    std::env::var("LESSOR_TEST_SERVER").is_ok_and(|v| v == "lessor")
+}
+
+/// The server binary: `lessor` itself when [`against_lessor`], else `bao`.
+fn server_binary() -> Option<PathBuf> {
+    if against_lessor() {
+        return Some(PathBuf::from(env!("CARGO_BIN_EXE_lessor")));
+    }
+    bao_binary()
+}
 
 /// The `bao` binary: `LESSOR_TEST_BAO`, else the workspace venv's.
 pub fn bao_binary() -> Option<PathBuf> {
@@ -65,6 +81,10 @@ pub fn start_dev() -> Option<Server> {
 
 /// Starts `bao server -dev -dev-tls`: HTTPS with a CA of its own, in a temporary directory.
 pub fn start_dev_tls() -> Option<Server> {
+    if against_lessor() {
+        eprintln!("skipping: lessor's dev mode has no -dev-tls");
+        return None;
+    }
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let args = vec![
@@ -110,7 +130,7 @@ fn start_with(
     unsealed: bool,
     tls: Option<(tempfile::TempDir, PathBuf)>,
 ) -> Option<Server> {
-    let Some(bao) = bao_binary() else {
+    let Some(bao) = server_binary() else {
         eprintln!(
             "skipping: the bao binary was not found (set LESSOR_TEST_BAO or install the venv)"
         );
