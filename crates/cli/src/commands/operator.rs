@@ -97,14 +97,27 @@ fn init(ctx: &mut Ctx) -> CmdResult {
         "\nInitial Root Token: {}\n\n",
         output::go_value(&root_token)
     ));
-    text.push_str(&format!(
-        "Vault initialized with {shares} key shares and a key threshold of {threshold}. Please\n\
-         securely distribute the key shares printed above. When the Vault is re-sealed,\n\
-         restarted, or stopped, you must supply at least {threshold} of these keys to unseal it\n\
-         before it can start servicing requests.\n\n\
-         Vault does not store the generated root key. Without at least {threshold} keys to\n\
-         reconstruct the root key, Vault will remain permanently sealed!\n"
-    ));
+    let paragraphs = [
+        format!(
+            "Vault initialized with {shares} key shares and a key threshold of {threshold}. \
+             Please securely distribute the key shares printed above. When the Vault is \
+             re-sealed, restarted, or stopped, you must supply at least {threshold} of these \
+             keys to unseal it before it can start servicing requests."
+        ),
+        format!(
+            "Vault does not store the generated root key. Without at least {threshold} keys \
+             to reconstruct the root key, Vault will remain permanently sealed!"
+        ),
+        "It is possible to generate new unseal keys, provided you have a quorum of existing \
+         unseal keys shares. See \"vault operator rekey\" for more information."
+            .to_string(),
+    ];
+    let wrapped: Vec<String> = paragraphs
+        .iter()
+        .map(|p| output::word_wrap(p, 78).join("\n"))
+        .collect();
+    text.push_str(&wrapped.join("\n\n"));
+    text.push('\n');
     output::out(&text);
     Ok(0)
 }
