@@ -11,7 +11,7 @@ use lessor_storage::Storage;
 use parking_lot::RwLock;
 
 use crate::barrier::{Barrier, View};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, MonotonicClock};
 use crate::expiration::{Expiration, RequestLeases, SystemTtls, system_view};
 use crate::framework::{self, Backend, Ctx, matches_any};
 use crate::logical::{Operation, Request, Response};
@@ -32,6 +32,8 @@ pub struct CoreConfig {
     pub cluster_name: String,
     pub api_addr: String,
     pub version: String,
+    /// Tests drive the scheduler themselves (`Expiration::run_due_now`) with a manual clock.
+    pub manual_scheduler: bool,
 }
 
 impl Default for CoreConfig {
@@ -42,6 +44,7 @@ impl Default for CoreConfig {
             cluster_name: format!("lessor-cluster-{}", mounts::random_hex(4)),
             api_addr: String::new(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            manual_scheduler: false,
         }
     }
 }
@@ -98,7 +101,7 @@ impl Core {
         config: CoreConfig,
         factories: BTreeMap<String, Factory>,
     ) -> Arc<Core> {
-        Self::with_clock(physical, config, factories, Arc::new(SystemClock))
+        Self::with_clock(physical, config, factories, Arc::new(MonotonicClock::new()))
     }
 
     pub fn with_clock(
@@ -237,7 +240,9 @@ impl Core {
         }
         let restored = expiration.restore().await?;
         tracing::info!(leases = restored, "lease schedule restored");
-        tokio::spawn(expiration.run(stop_rx));
+        if !self.config.manual_scheduler {
+            tokio::spawn(expiration.run(stop_rx));
+        }
         *self.state.write() = Some(active);
         Ok(())
     }
@@ -325,10 +330,14 @@ impl Core {
                 req.operation = Operation::Create;
             }
         }
-        if let Some(t) = &token_entry {
+        let mut token_entry = token_entry;
+        if let Some(t) = token_entry.as_mut() {
             if !unauth {
                 self.authorize(&active, &mounted, t, &mut req).await?;
             }
+            // A use counts once authorized, before the backend runs, so concurrent
+            // requests cannot exceed `num_uses`.
+            active.tokens.use_token(t).await?;
         }
 
         let owner = token_entry.as_ref().map(|t| t.id_hash.clone()).unwrap_or_default();
@@ -353,8 +362,8 @@ impl Core {
         for id in leases.reserved().into_iter().filter(|id| *id != used) {
             active.expiration.abort(&id, None).await;
         }
-        if let Some(mut t) = token_entry {
-            active.tokens.use_token(&mut t).await?;
+        if let Some(t) = &token_entry {
+            active.tokens.finish_use(t).await?;
         }
         Ok(resp)
     }

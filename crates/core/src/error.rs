@@ -80,6 +80,9 @@ impl Error {
                 vec!["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n".into()]
             }
             Error::Storage(_) => vec!["internal error".into()],
+            Error::UnsupportedOperation => {
+                vec!["1 error occurred:\n\t* unsupported operation\n\n".into()]
+            }
             other => vec![other.to_string()],
         }
     }

@@ -9,6 +9,7 @@
 
 mod entry;
 mod schedule;
+mod workers;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 pub use entry::{LeaseEntry, LeaseKind, LeaseState};
 pub use schedule::Schedule;
+pub use workers::Workers;
 
 use crate::clock::Clock;
 use crate::framework::{LeaseCtx, SystemView};
@@ -36,6 +38,19 @@ pub const MAX_ATTEMPTS: u32 = 6;
 const RETRY_BASE_SECS: i64 = 10;
 /// How long a reservation may stay pending before its planned credential is revoked.
 pub const PENDING_DEADLINE_SECS: i64 = 300;
+/// The deadline in force: the server may shorten it (tests of crash recovery do).
+static PENDING_DEADLINE: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(PENDING_DEADLINE_SECS);
+
+/// Sets how long a reservation may stay pending (seconds, at least 1).
+pub fn set_pending_deadline_secs(secs: i64) {
+    PENDING_DEADLINE.store(secs.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How long a reservation may stay pending, in seconds.
+pub fn pending_deadline_secs() -> i64 {
+    PENDING_DEADLINE.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// The system-wide TTL defaults the mounts inherit.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +66,12 @@ pub struct Expiration {
     schedule: Arc<Schedule>,
     clock: Arc<dyn Clock>,
     system: SystemTtls,
+    workers: Workers,
 }
+
+/// Revocations running at once, in all and per mount.
+pub const WORKERS: usize = 64;
+pub const WORKERS_PER_MOUNT: usize = 16;
 
 fn lease_hash(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
@@ -101,6 +121,7 @@ impl Expiration {
             schedule: Arc::new(Schedule::new()),
             clock,
             system,
+            workers: Workers::new(WORKERS, WORKERS_PER_MOUNT),
         })
     }
 
@@ -182,7 +203,7 @@ impl Expiration {
             internal: planned,
             token_hash: token_hash.to_string(),
             issue_time: now,
-            expire_time: now + PENDING_DEADLINE_SECS,
+            expire_time: now + pending_deadline_secs(),
             last_renewal: 0,
             renewable: false,
             state: LeaseState::Pending,
@@ -600,23 +621,27 @@ impl Expiration {
         }
     }
 
-    /// Runs the scheduler until `stop` fires.
+    /// Runs the scheduler until `stop` fires: due leases go to the worker pool, each
+    /// revoked on a task of its own under its mount's concurrency limit.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            let now = self.clock.now_unix();
-            let due = self.schedule.pop_due(now, 256);
+            let now_ms = self.clock.now_ms();
+            let due = self.schedule.pop_due(now_ms / 1000, 4096);
             if !due.is_empty() {
                 for id in due {
-                    self.expire_one(&id).await;
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        let mount = this.router.matching(&id).map(|m| m.entry.route_path()).unwrap_or_default();
+                        let Some(_permit) = this.workers.acquire(&mount).await else { return };
+                        this.expire_one(&id).await;
+                    });
                 }
                 continue;
             }
             let wait = self
                 .schedule
                 .next_due()
-                .map(|t| {
-                    Duration::from_millis(((t - now).max(0) as u64).saturating_mul(1000).min(1000))
-                })
+                .map(|t| Duration::from_millis((t * 1000 - now_ms).clamp(1, 1000) as u64))
                 .unwrap_or(Duration::from_secs(1));
             tokio::select! {
                 _ = stop.changed() => return,
@@ -627,6 +652,16 @@ impl Expiration {
                 return;
             }
         }
+    }
+
+    /// Revokes every lease due now, one after another: tests move a manual clock, then
+    /// call this instead of running the scheduler. Returns how many were handled.
+    pub async fn run_due_now(&self) -> usize {
+        let due = self.schedule.pop_due(self.clock.now_unix(), usize::MAX);
+        for id in &due {
+            self.expire_one(id).await;
+        }
+        due.len()
     }
 
     /// Revocation of leases that belonged to a mount being disabled.
@@ -703,5 +738,15 @@ impl crate::framework::Reserver for RequestLeases {
             .await?;
         self.reserved.lock().push(id.clone());
         Ok(id)
+    }
+
+    async fn revoke_prefix(&self, rel_prefix: &str) -> Result<()> {
+        let prefix = format!(
+            "{}{}",
+            self.mount.entry.route_path(),
+            rel_prefix.trim_matches('/')
+        );
+        // Only the subtree: a role name must not match a lease id of another role.
+        self.expiration.revoke_prefix(&format!("{prefix}/"), false).await
     }
 }

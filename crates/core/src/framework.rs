@@ -47,12 +47,26 @@ impl<'a> Ctx<'a> {
             .ok_or_else(|| Error::internal("this request cannot issue leases"))?;
         leases.reserve(secret_type, planned).await
     }
+
+    /// Revokes, in this request, every lease of this mount under `rel_prefix` (relative to
+    /// the mount, e.g. `creds/<role>`): for engines that revoke a role's leases with it.
+    pub async fn revoke_prefix(&self, rel_prefix: &str) -> Result<()> {
+        let leases = self
+            .leases
+            .ok_or_else(|| Error::internal("this request cannot revoke leases"))?;
+        leases.revoke_prefix(rel_prefix).await
+    }
 }
 
 /// Request-scoped lease reservations, implemented by the lease manager.
 #[async_trait]
 pub trait Reserver: Send + Sync {
     async fn reserve(&self, secret_type: &str, planned: Value) -> Result<String>;
+
+    /// Revokes every lease of the request's mount under `rel_prefix`.
+    async fn revoke_prefix(&self, _rel_prefix: &str) -> Result<()> {
+        Err(Error::internal("this request cannot revoke leases"))
+    }
 }
 
 /// The mount's effective settings, as a backend may need them.
