@@ -54,6 +54,9 @@ pub struct Config {
     pub log_level: Option<String>,
     pub log_format: Option<String>,
     pub ui: bool,
+    /// Seconds a lease reservation may stay pending before its planned credential is
+    /// revoked (default 300); tests of crash recovery shorten it.
+    pub pending_lease_deadline: Option<i64>,
 }
 
 fn as_string(v: &Value) -> Option<String> {
@@ -181,6 +184,9 @@ impl Config {
         cfg.log_level = root.get("log_level").and_then(as_string);
         cfg.log_format = root.get("log_format").and_then(as_string);
         cfg.ui = as_bool(root.get("ui")).map_err(|e| format!("ui: {e}"))?;
+        if let Some(v) = root.get("pending_lease_deadline") {
+            cfg.pending_lease_deadline = Some(duration(v, "pending_lease_deadline")?);
+        }
         Ok(cfg)
     }
 }

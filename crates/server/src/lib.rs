@@ -31,5 +31,6 @@ pub fn factories() -> BTreeMap<String, Factory> {
         "kv".into(),
         Arc::new(|entry| lessor_engine_kv::factory(&entry.options)),
     );
+    f.insert("aws".into(), Arc::new(|entry| lessor_engine_aws::factory(entry)));
     f
 }

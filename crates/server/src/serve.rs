@@ -154,6 +154,7 @@ async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), S
         cfg.log_level = c.log_level.or(cfg.log_level);
         cfg.log_format = c.log_format.or(cfg.log_format);
         cfg.ui |= c.ui;
+        cfg.pending_lease_deadline = c.pending_lease_deadline.or(cfg.pending_lease_deadline);
     }
     let level = flags
         .log_level
@@ -194,6 +195,9 @@ async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), S
         core_cfg.cluster_name = n.clone();
     }
     core_cfg.api_addr = cfg.api_addr.clone().unwrap_or_default();
+    if let Some(d) = cfg.pending_lease_deadline.filter(|d| *d > 0) {
+        lessor_core::expiration::set_pending_deadline_secs(d);
+    }
     let core = Core::new(storage, core_cfg, factories);
 
     let mut dev_banner = None;
