@@ -5,6 +5,7 @@
 //! and, when known, `X-Vault-Token`; a LIST is sent as `GET ?list=true`, as the Go client does.
 //! Errors render exactly like the Go client's, because scripts grep them.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,8 +89,16 @@ pub struct Settings {
     pub address: String,
     pub token: Option<String>,
     pub ca_cert: Option<String>,
+    /// A directory of PEM files, all trusted.
+    pub ca_path: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
     pub skip_verify: bool,
     pub namespace: Option<String>,
+    /// `X-Vault-Wrap-TTL`: ask the server to wrap the response.
+    pub wrap_ttl: Option<String>,
+    /// Extra headers from `-header=K=V`.
+    pub headers: Vec<(String, String)>,
 }
 
 fn env_either(vault: &str, bao: &str) -> Option<String> {
@@ -118,10 +127,13 @@ impl Settings {
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty())
         });
-        let ca_cert = flags
-            .get("ca-cert")
-            .map(str::to_string)
-            .or_else(|| env_either("VAULT_CACERT", "BAO_CACERT"));
+        let flag_or_env = |flag: &str, vault: &str, bao: &str| {
+            flags
+                .get(flag)
+                .map(str::to_string)
+                .or_else(|| env_either(vault, bao))
+        };
+        let ca_cert = flag_or_env("ca-cert", "VAULT_CACERT", "BAO_CACERT");
         let skip_verify = if flags.has("tls-skip-verify") {
             flags.bool("tls-skip-verify")
         } else {
@@ -129,16 +141,23 @@ impl Settings {
                 .and_then(|v| crate::args::parse_bool(&v).ok())
                 .unwrap_or(false)
         };
-        let namespace = flags
-            .get("namespace")
-            .map(str::to_string)
-            .or_else(|| env_either("VAULT_NAMESPACE", "BAO_NAMESPACE"));
+        let headers = flags
+            .all("header")
+            .iter()
+            .filter_map(|h| h.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings {
             address: address.trim_end_matches('/').to_string(),
             token,
             ca_cert,
+            ca_path: flag_or_env("ca-path", "VAULT_CAPATH", "BAO_CAPATH"),
+            client_cert: flag_or_env("client-cert", "VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"),
+            client_key: flag_or_env("client-key", "VAULT_CLIENT_KEY", "BAO_CLIENT_KEY"),
             skip_verify,
-            namespace,
+            namespace: flag_or_env("namespace", "VAULT_NAMESPACE", "BAO_NAMESPACE"),
+            wrap_ttl: flag_or_env("wrap-ttl", "VAULT_WRAP_TTL", "BAO_WRAP_TTL"),
+            headers,
         }
     }
 }
@@ -160,18 +179,31 @@ pub enum Body<'a> {
 impl Client {
     pub fn new(settings: Settings) -> Result<Client, String> {
         let mut tls = ureq::tls::TlsConfig::builder().disable_verification(settings.skip_verify);
+        let mut roots = Vec::new();
         if let Some(path) = &settings.ca_cert {
-            let pem = std::fs::read(path).map_err(|e| format!("error reading {path}: {e}"))?;
-            let mut certs = Vec::new();
-            for item in ureq::tls::parse_pem(&pem) {
-                if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
-                    certs.push(c);
+            roots.extend(read_pem(Path::new(path))?.0);
+        }
+        if let Some(dir) = &settings.ca_path {
+            let entries =
+                std::fs::read_dir(dir).map_err(|e| format!("error reading {dir}: {e}"))?;
+            for entry in entries.flatten() {
+                if entry.path().is_file() {
+                    roots.extend(read_pem(&entry.path())?.0);
                 }
             }
-            if certs.is_empty() {
-                return Err(format!("no certificate found in {path}"));
+        }
+        if settings.ca_cert.is_some() || settings.ca_path.is_some() {
+            if roots.is_empty() {
+                return Err("no CA certificate found".to_string());
             }
-            tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)));
+            tls = tls.root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)));
+        }
+        if let (Some(cert), Some(key)) = (&settings.client_cert, &settings.client_key) {
+            let (chain, _) = read_pem(Path::new(cert))?;
+            let key = read_pem(Path::new(key))?
+                .1
+                .ok_or_else(|| format!("no private key found in {key}"))?;
+            tls = tls.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -180,6 +212,17 @@ impl Client {
             .build()
             .into();
         Ok(Client { agent, settings })
+    }
+
+    /// The same client without response wrapping (for lookups a command makes for itself,
+    /// such as the KV preflight).
+    pub fn unwrapped(&self) -> Client {
+        let mut settings = self.settings.clone();
+        settings.wrap_ttl = None;
+        Client {
+            agent: self.agent.clone(),
+            settings,
+        }
     }
 
     pub fn set_token(&mut self, token: Option<String>) {
@@ -224,6 +267,12 @@ impl Client {
         }
         if let Some(ns) = &self.settings.namespace {
             builder = builder.header("X-Vault-Namespace", ns);
+        }
+        if let Some(ttl) = &self.settings.wrap_ttl {
+            builder = builder.header("X-Vault-Wrap-TTL", ttl);
+        }
+        for (k, v) in &self.settings.headers {
+            builder = builder.header(k, v);
         }
         let (content_type, payload) = match body {
             Body::None => (None, Vec::new()),
@@ -324,6 +373,26 @@ impl Client {
         self.request("DELETE", path, query, Body::None)
             .map(|r| r.body)
     }
+}
+
+/// The certificates and the first private key of a PEM file.
+type PemContents = (
+    Vec<ureq::tls::Certificate<'static>>,
+    Option<ureq::tls::PrivateKey<'static>>,
+);
+
+fn read_pem(path: &Path) -> Result<PemContents, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("error reading {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    let mut key = None;
+    for item in ureq::tls::parse_pem(&pem).flatten() {
+        match item {
+            ureq::tls::PemItem::Certificate(c) => certs.push(c),
+            ureq::tls::PemItem::PrivateKey(k) if key.is_none() => key = Some(k),
+            _ => {}
+        }
+    }
+    Ok((certs, key))
 }
 
 fn response_error(

@@ -256,7 +256,17 @@ pub fn secret_json(secret: &Value) -> Value {
         out.insert("auth".into(), auth_json(auth));
     }
     if let Some(wrap) = secret.get("wrap_info").filter(|w| w.is_object()) {
-        out.insert("wrap_info".into(), wrap.clone());
+        let mut w = Map::new();
+        for key in ["token", "accessor", "ttl", "creation_time", "creation_path"] {
+            w.insert(key.into(), wrap.get(key).cloned().unwrap_or(Value::Null));
+        }
+        w.insert(
+            "wrapped_accessor".into(),
+            wrap.get("wrapped_accessor")
+                .cloned()
+                .unwrap_or_else(|| json!("")),
+        );
+        out.insert("wrap_info".into(), Value::Object(w));
     }
     Value::Object(out)
 }
@@ -302,10 +312,49 @@ pub fn secret_pairs(secret: &Value) -> Vec<(String, String)> {
     if let Some(auth) = secret.get("auth").filter(|a| a.is_object()) {
         pairs.extend(auth_pairs(auth));
     }
+    if let Some(wrap) = secret.get("wrap_info").filter(|w| w.is_object()) {
+        pairs.extend(wrap_pairs(wrap));
+    }
     if let Some(data) = secret.get("data").and_then(Value::as_object) {
         pairs.extend(data_pairs(data));
     }
     pairs
+}
+
+/// A wrapped response's rows; vault spells these keys with a trailing colon.
+fn wrap_pairs(wrap: &Value) -> Vec<(String, String)> {
+    let s = |k: &str| wrap.get(k).map(go_value).unwrap_or_default();
+    let mut pairs = vec![
+        ("wrapping_token:".to_string(), s("token")),
+        ("wrapping_accessor:".to_string(), s("accessor")),
+        (
+            "wrapping_token_ttl:".to_string(),
+            wrap.get("ttl")
+                .map(human_duration_value)
+                .unwrap_or_default(),
+        ),
+        (
+            "wrapping_token_creation_time:".to_string(),
+            go_time(&s("creation_time")),
+        ),
+        (
+            "wrapping_token_creation_path:".to_string(),
+            s("creation_path"),
+        ),
+    ];
+    let wrapped = s("wrapped_accessor");
+    if !wrapped.is_empty() {
+        pairs.push(("wrapped_accessor:".to_string(), wrapped));
+    }
+    pairs
+}
+
+/// An RFC 3339 UTC time as Go's `time.Time` prints it (`2006-01-02 15:04:05.999 +0000 UTC`).
+fn go_time(rfc3339: &str) -> String {
+    match rfc3339.strip_suffix('Z') {
+        Some(t) => format!("{} +0000 UTC", t.replacen('T', " ", 1)),
+        None => rfc3339.to_string(),
+    }
 }
 
 fn auth_pairs(auth: &Value) -> Vec<(String, String)> {
@@ -351,7 +400,19 @@ fn auth_pairs(auth: &Value) -> Vec<(String, String)> {
 pub fn secret_field(secret: &Value, field: &str) -> Option<String> {
     let auth = secret.get("auth").filter(|a| a.is_object());
     let from_auth = |key: &str| auth.and_then(|a| a.get(key));
+    let wrap = secret.get("wrap_info").filter(|w| w.is_object());
+    let from_wrap = |key: &str| wrap.and_then(|w| w.get(key));
     match field {
+        "wrapping_token" if wrap.is_some() => from_wrap("token").map(go_value),
+        "wrapping_accessor" if wrap.is_some() => from_wrap("accessor").map(go_value),
+        "wrapping_token_ttl" if wrap.is_some() => from_wrap("ttl").map(human_duration_value),
+        "wrapping_token_creation_time" if wrap.is_some() => {
+            from_wrap("creation_time").map(|t| go_time(&go_value(t)))
+        }
+        "wrapping_token_creation_path" if wrap.is_some() => {
+            from_wrap("creation_path").map(go_value)
+        }
+        "wrapped_accessor" if wrap.is_some() => from_wrap("wrapped_accessor").map(go_value),
         "refresh_interval" | "lease_duration" => {
             secret.get("lease_duration").map(human_duration_value)
         }
@@ -450,6 +511,21 @@ mod tests {
             warnings_text(&s).unwrap(),
             "WARNING! The following warnings were returned from Vault:\n\n  * Invalid path for a versioned K/V secrets engine. See the API docs for the\n  appropriate API endpoints to use.\n"
         );
+    }
+
+    #[test]
+    fn wrapped_responses() {
+        let s = json!({"lease_duration": 0, "data": null, "wrap_info": {
+            "token": "s.w", "accessor": "acc", "ttl": 300,
+            "creation_time": "2026-11-21T10:08:29.824564966Z", "creation_path": "secret/data/zz",
+            "wrapped_accessor": ""}});
+        let pairs = secret_pairs(&s);
+        assert_eq!(pairs.len(), 5);
+        assert_eq!(pairs[0], ("wrapping_token:".to_string(), "s.w".to_string()));
+        assert_eq!(pairs[2].1, "5m");
+        assert_eq!(pairs[3].1, "2026-11-21 10:08:29.824564966 +0000 UTC");
+        assert_eq!(secret_field(&s, "wrapping_token").as_deref(), Some("s.w"));
+        assert!(secret_json(&s).get("wrap_info").is_some());
     }
 
     #[test]

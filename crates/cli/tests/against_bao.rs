@@ -918,3 +918,34 @@ fn token_create_flags_and_userpass_login() {
         bad.stderr
     );
 }
+
+#[test]
+fn response_wrapping() {
+    let srv = dev_server!();
+    srv.lessor(&["kv", "put", "secret/w", "k=v"]).ok();
+    let wrapped = srv
+        .lessor(&["kv", "get", "-wrap-ttl=5m", "-format=json", "secret/w"])
+        .ok()
+        .json();
+    assert_eq!(wrapped["wrap_info"]["ttl"], 300);
+    assert_eq!(wrapped["wrap_info"]["creation_path"], "secret/data/w");
+    let token = srv
+        .lessor(&[
+            "read",
+            "-wrap-ttl=1m",
+            "-field=wrapping_token",
+            "secret/data/w",
+        ])
+        .ok()
+        .stdout;
+    let table = srv.lessor(&["read", "-wrap-ttl=1m", "secret/data/w"]).ok();
+    assert!(
+        table.stdout.contains("wrapping_token_ttl:"),
+        "{}",
+        table.stdout
+    );
+    let unwrapped = srv.lessor(&["unwrap", "-format=json", &token]).ok().json();
+    assert_eq!(unwrapped["data"]["data"]["k"], "v");
+    // A wrapping token works once.
+    assert_eq!(srv.lessor(&["unwrap", &token]).code, 2);
+}

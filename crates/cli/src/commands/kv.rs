@@ -142,7 +142,7 @@ fn resolve(ctx: &Ctx) -> Result<KvPath, Exit> {
         }
         None => (arg.clone(), arg),
     };
-    let preflight = ctx.client.request(
+    let preflight = ctx.client.unwrapped().request(
         "GET",
         &format!("sys/internal/ui/mounts/{probe}"),
         &[],
@@ -224,6 +224,9 @@ fn get(ctx: &mut Ctx) -> CmdResult {
         .read(&path, &query)
         .map_err(|e| Exit::api(format!("Error reading {path}"), &e))?
         .ok_or_else(|| Exit::with_code(2, format!("No value found at {path}")))?;
+    if secret.get("wrap_info").is_some_and(Value::is_object) {
+        return ctx.print_secret(&secret);
+    }
     let data = secret.get("data").and_then(Value::as_object);
     let (payload, metadata) = if kv.v2 {
         (

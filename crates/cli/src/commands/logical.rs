@@ -1,6 +1,7 @@
-//! The generic path commands: `read`, `write`, `list`, `delete`.
+//! The generic path commands: `read`, `write`, `list`, `delete`, and `unwrap` for responses
+//! wrapped with `-wrap-ttl`.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{CmdResult, Command, Ctx, Exit, kv_data, query_pairs, sanitize_path};
 use crate::args::Flag;
@@ -24,6 +25,12 @@ pub(super) fn commands() -> Vec<Command> {
             flags: &[],
             run: list,
             help: "List data or secrets",
+        },
+        Command {
+            words: &["unwrap"],
+            flags: &[],
+            run: unwrap,
+            help: "Unwrap a wrapped secret",
         },
         Command {
             words: &["delete"],
@@ -81,5 +88,20 @@ fn delete(ctx: &mut Ctx) -> CmdResult {
             Ok(0)
         }
         Err(e) => Err(Exit::api(format!("Error deleting {path}"), &e)),
+    }
+}
+
+/// `unwrap [token]`: with an argument, the current token unwraps it; without, the current
+/// token is itself the wrapping token.
+fn unwrap(ctx: &mut Ctx) -> CmdResult {
+    ctx.flags.expect_args(0, 1)?;
+    let body = match ctx.args().first() {
+        Some(t) => json!({ "token": t }),
+        None => json!({}),
+    };
+    match ctx.client.write("sys/wrapping/unwrap", &body) {
+        Ok(Some(secret)) => ctx.print_secret(&secret),
+        Ok(None) => Err(Exit::with_code(2, "No data found in the wrapped response")),
+        Err(e) => Err(Exit::api("Error unwrapping", &e)),
     }
 }

@@ -63,7 +63,12 @@ impl From<UsageError> for Exit {
 const COMMON: &[Flag] = &[
     Flag::string(&["address"]),
     Flag::string(&["ca-cert"]),
+    Flag::string(&["ca-path"]),
+    Flag::string(&["client-cert"]),
+    Flag::string(&["client-key"]),
     Flag::boolean(&["tls-skip-verify"]),
+    Flag::string(&["wrap-ttl"]),
+    Flag::multi(&["header"]),
     Flag::string(&["namespace", "ns"]),
     Flag::string(&["format"]),
     Flag::string(&["field"]),
