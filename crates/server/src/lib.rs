@@ -31,6 +31,10 @@ pub fn factories() -> BTreeMap<String, Factory> {
         "kv".into(),
         Arc::new(|entry| lessor_engine_kv::factory(&entry.options)),
     );
+    f.insert(
+        "approle".into(),
+        Arc::new(|entry| lessor_auth_approle::factory(entry)),
+    );
     f.insert("aws".into(), Arc::new(|entry| lessor_engine_aws::factory(entry)));
     f
 }

@@ -1,0 +1,36 @@
+//! What every login method shares: the common `token_*` role fields (parsed, stored, read
+//! back and turned into the auth block in one place), CIDR checks against the client
+//! address, display names, JSON records in the mount's storage, and a harness that drives
+//! a backend through the framework's dispatch in tests.
+
+pub mod cidr;
+pub mod record;
+pub mod testing;
+pub mod token_fields;
+
+pub use cidr::{check_cidrs, parse_cidrs};
+pub use record::{delete, get_json, put_json};
+pub use token_fields::TokenFields;
+
+/// A login token's display name: the mount path without `auth/`, `/` turned into `-`, then
+/// the method's detail (`approle`, `jwt-alice`, `kubernetes-ns-sa`).
+pub fn display_name(mount_point: &str, detail: &str) -> String {
+    let source = mount_point
+        .strip_prefix("auth/")
+        .unwrap_or(mount_point)
+        .replace('/', "-");
+    let full = format!("{source}{detail}");
+    full.strip_suffix('-').unwrap_or(&full).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names() {
+        assert_eq!(display_name("auth/approle/", ""), "approle");
+        assert_eq!(display_name("auth/jwt/", "alice"), "jwt-alice");
+        assert_eq!(display_name("auth/team/k8s/", "ns-sa"), "team-k8s-ns-sa");
+    }
+}
