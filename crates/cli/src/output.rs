@@ -8,11 +8,14 @@ use serde_json::{Map, Value, json};
 
 use crate::args::UsageError;
 
+mod yaml;
+
 /// The `-format` values the CLI understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Table,
     Json,
+    Yaml,
 }
 
 impl Format {
@@ -28,7 +31,23 @@ impl Format {
         match chosen.to_ascii_lowercase().as_str() {
             "table" | "" => Ok(Format::Table),
             "json" => Ok(Format::Json),
+            "yaml" | "yml" => Ok(Format::Yaml),
             other => Err(UsageError(format!("Invalid output format: {other}"))),
+        }
+    }
+}
+
+impl Format {
+    pub fn is_table(self) -> bool {
+        self == Format::Table
+    }
+
+    /// A value as this structured format's document (JSON for a table: callers print
+    /// tables themselves).
+    pub fn document(self, v: &Value) -> String {
+        match self {
+            Format::Yaml => yaml::to_yaml(v).trim_end().to_string(),
+            Format::Json | Format::Table => json_text(v),
         }
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::{CmdResult, Command, Ctx, Exit, kv_data, sanitize_path};
 use crate::args::{Flag, parse_duration_secs, parse_pairs};
 use crate::client::{ApiError, Body};
-use crate::output::{self, Format};
+use crate::output;
 
 const MOUNT: &[Flag] = &[Flag::string(&["mount"])];
 const CAS: &[Flag] = &[Flag::string(&["cas"])];
@@ -237,7 +237,7 @@ fn get(ctx: &mut Ctx) -> CmdResult {
     } else {
         (data, None)
     };
-    if ctx.format == Format::Json && ctx.field.is_none() {
+    if !ctx.format.is_table() && ctx.field.is_none() {
         return ctx.print_secret(&secret);
     }
     if let Some(field) = &ctx.field {
@@ -312,7 +312,7 @@ fn put(ctx: &mut Ctx, patch: bool) -> CmdResult {
     if let Some(field) = &ctx.field {
         return print_field(secret.get("data").and_then(Value::as_object), field);
     }
-    if ctx.format == Format::Json {
+    if !ctx.format.is_table() {
         return ctx.print_secret(&secret);
     }
     print_banner("Secret Path", &path);
@@ -418,7 +418,7 @@ fn metadata_get(ctx: &mut Ctx) -> CmdResult {
         .read(&path, &[])
         .map_err(|e| Exit::api(format!("Error reading {path}"), &e))?
         .ok_or_else(|| Exit::with_code(2, format!("No value found at {path}")))?;
-    if ctx.format == Format::Json || ctx.field.is_some() {
+    if !ctx.format.is_table() || ctx.field.is_some() {
         return ctx.print_secret(&secret);
     }
     let mut data = secret

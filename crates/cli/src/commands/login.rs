@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::{CmdResult, Command, Ctx, Exit, kv_data, prompt_line};
 use crate::args::Flag;
 use crate::client::token_file;
-use crate::output::{self, Format};
+use crate::output;
 
 /// Where a pod finds its service-account token.
 const K8S_SA_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -73,7 +73,7 @@ fn login(ctx: &mut Ctx) -> CmdResult {
              value accordingly.\n",
         );
     }
-    if ctx.format == Format::Table && ctx.field.is_none() {
+    if ctx.format.is_table() && ctx.field.is_none() {
         if !store {
             output::outln(
                 "The token was not stored in token helper. Set the VAULT_TOKEN environment\n\

@@ -100,7 +100,7 @@ impl Ctx {
     /// Prints a "Success! ..." line: only in table format, since JSON output of a body-less
     /// answer is empty (scripts parse stdout).
     pub fn success(&self, message: &str) {
-        if self.format == Format::Table {
+        if self.format.is_table() {
             output::outln(message);
         }
     }
@@ -119,7 +119,9 @@ impl Ctx {
             };
         }
         match self.format {
-            Format::Json => output::outln(&output::json_text(&output::secret_json(secret))),
+            Format::Json | Format::Yaml => {
+                output::outln(&self.format.document(&output::secret_json(secret)))
+            }
             Format::Table => {
                 let pairs = output::secret_pairs(secret);
                 if !pairs.is_empty() {
@@ -147,7 +149,7 @@ impl Ctx {
             };
         }
         match self.format {
-            Format::Json => output::outln(&output::json_text(data)),
+            Format::Json | Format::Yaml => output::outln(&self.format.document(data)),
             Format::Table => {
                 if let Some(map) = data.as_object() {
                     output::out(&output::kv_table(&output::data_pairs(map)));
@@ -164,14 +166,16 @@ impl Ctx {
             .and_then(|d| d.get("keys"))
             .and_then(Value::as_array);
         let Some(keys) = keys else {
-            if self.format == Format::Json {
+            if !self.format.is_table() {
                 output::outln("{}");
                 return Ok(2);
             }
             return Err(Exit::with_code(2, format!("No value found at {path}")));
         };
         match self.format {
-            Format::Json => output::outln(&output::json_text(&Value::Array(keys.clone()))),
+            Format::Json | Format::Yaml => {
+                output::outln(&self.format.document(&Value::Array(keys.clone())))
+            }
             Format::Table => {
                 let mut rows = vec![vec!["Keys".to_string()]];
                 rows.extend(keys.iter().map(|k| vec![output::go_value(k)]));
@@ -298,7 +302,7 @@ fn prepare(command: &Command, rest: &[String]) -> Result<Ctx, Exit> {
     let flags = args::parse(&sets, rest)?;
     let format = Format::resolve(flags.get("format"))?;
     let late = flags.late_flags(COMMON);
-    if !late.is_empty() && format == Format::Table {
+    if !late.is_empty() && format.is_table() {
         output::errln(&format!(
             "Command flags must be provided before positional arguments. The following arguments will not be parsed as flags: [{}]",
             late.join(",")

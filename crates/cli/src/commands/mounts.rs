@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use super::{CmdResult, Command, Ctx, Exit, sanitize_path};
 use crate::args::{Flag, parse_pairs};
 use crate::client::Body;
-use crate::output::{self, Format};
+use crate::output;
 
 /// Which mount table a command works on, and how its messages name things.
 #[derive(Clone, Copy)]
@@ -239,8 +239,8 @@ fn list(ctx: &mut Ctx, table: Table) -> CmdResult {
         .cloned()
         .or_else(|| body.as_object().cloned())
         .unwrap_or_default();
-    if ctx.format == Format::Json {
-        output::outln(&output::json_text(&Value::Object(mounts)));
+    if !ctx.format.is_table() {
+        output::outln(&ctx.format.document(&Value::Object(mounts)));
         return Ok(0);
     }
     let mut paths: Vec<&String> = mounts.keys().collect();

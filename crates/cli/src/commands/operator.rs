@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::{CmdResult, Command, Ctx, Exit, prompt_line};
 use crate::args::Flag;
 use crate::client::Body;
-use crate::output::{self, Format};
+use crate::output;
 
 pub(super) fn commands() -> Vec<Command> {
     vec![
@@ -72,7 +72,7 @@ fn init(ctx: &mut Ctx) -> CmdResult {
         .unwrap_or(Value::Null);
     let list = |k: &str| resp.get(k).cloned().unwrap_or_else(|| json!([]));
     let root_token = resp.get("root_token").cloned().unwrap_or(Value::Null);
-    if ctx.format == Format::Json {
+    if !ctx.format.is_table() {
         let out = json!({
             "unseal_keys_b64": list("keys_base64"),
             "unseal_keys_hex": list("keys"),
@@ -84,7 +84,7 @@ fn init(ctx: &mut Ctx) -> CmdResult {
             "recovery_keys_threshold": 0,
             "root_token": root_token,
         });
-        output::outln(&output::json_text(&out));
+        output::outln(&ctx.format.document(&out));
         return Ok(0);
     }
     let mut text = String::new();

@@ -77,7 +77,9 @@ fn read(ctx: &mut Ctx) -> CmdResult {
         .and_then(Value::as_str)
         .unwrap_or("");
     match ctx.format {
-        Format::Json => output::outln(&output::json_text(&json!({ "policy": rules }))),
+        Format::Json | Format::Yaml => {
+            output::outln(&ctx.format.document(&json!({ "policy": rules })))
+        }
         Format::Table => output::outln(rules.trim_end()),
     }
     Ok(0)
@@ -96,7 +98,7 @@ fn list(ctx: &mut Ctx) -> CmdResult {
         .cloned()
         .unwrap_or_else(|| json!([]));
     match ctx.format {
-        Format::Json => output::outln(&output::json_text(&keys)),
+        Format::Json | Format::Yaml => output::outln(&ctx.format.document(&keys)),
         Format::Table => {
             for k in keys.as_array().into_iter().flatten() {
                 output::outln(&output::go_value(k));

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::{CmdResult, Command, Ctx, Exit};
 use crate::client::Client;
-use crate::output::{self, Format};
+use crate::output;
 
 pub(super) fn commands() -> Vec<Command> {
     vec![Command {
@@ -40,8 +40,8 @@ pub(super) fn print_seal_status(ctx: &Ctx, seal: &Value) -> CmdResult {
     let leader = leader(&ctx.client)?;
     let lget = |k: &str| leader.get(k).cloned().unwrap_or(Value::Null);
     let ha_enabled = lget("ha_enabled").as_bool().unwrap_or(false);
-    if ctx.format == Format::Json || ctx.field.is_some() {
-        let mut merged: Map<String, Value> = seal.as_object().cloned().unwrap_or_default();
+    if !ctx.format.is_table() || ctx.field.is_some() {
+        let mut merged = seal_status_document(seal);
         merged.insert("ha_enabled".into(), Value::Bool(ha_enabled));
         if ha_enabled {
             for k in [
@@ -59,6 +59,42 @@ pub(super) fn print_seal_status(ctx: &Ctx, seal: &Value) -> CmdResult {
     }
     output::out(&output::kv_table(&seal_rows(seal, &leader)));
     Ok(0)
+}
+
+/// The seal status in the CLI's field order: always-present fields (with defaults), the
+/// optional ones when the server sent them, then anything else the server added.
+fn seal_status_document(seal: &Value) -> Map<String, Value> {
+    let mut rest: Map<String, Value> = seal.as_object().cloned().unwrap_or_default();
+    let mut out = Map::new();
+    let defaults = [
+        ("type", Value::String(String::new())),
+        ("initialized", Value::Bool(false)),
+        ("sealed", Value::Bool(true)),
+        ("t", Value::from(0)),
+        ("n", Value::from(0)),
+        ("progress", Value::from(0)),
+        ("nonce", Value::String(String::new())),
+        ("version", Value::String(String::new())),
+        ("build_date", Value::String(String::new())),
+        ("migration", Value::Bool(false)),
+    ];
+    for (key, default) in defaults {
+        out.insert(key.into(), rest.remove(key).unwrap_or(default));
+    }
+    for key in ["cluster_name", "cluster_id"] {
+        if let Some(v) = rest.remove(key).filter(|v| v.as_str() != Some("")) {
+            out.insert(key.into(), v);
+        }
+    }
+    out.insert(
+        "recovery_seal".into(),
+        rest.remove("recovery_seal").unwrap_or(Value::Bool(false)),
+    );
+    if let Some(v) = rest.remove("storage_type") {
+        out.insert("storage_type".into(), v);
+    }
+    out.extend(rest);
+    out
 }
 
 fn seal_rows(seal: &Value, leader: &Value) -> Vec<(String, String)> {
@@ -151,6 +187,32 @@ mod tests {
         );
         assert_eq!(rows[5].1, "1/2");
         assert_eq!(rows[6].1, "");
+    }
+
+    #[test]
+    fn json_document_order() {
+        let seal = json!({"sealed": false, "type": "shamir", "extra": 1, "cluster_name": "",
+            "storage_type": "inmem"});
+        let doc = seal_status_document(&seal);
+        let keys: Vec<&str> = doc.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "type",
+                "initialized",
+                "sealed",
+                "t",
+                "n",
+                "progress",
+                "nonce",
+                "version",
+                "build_date",
+                "migration",
+                "recovery_seal",
+                "storage_type",
+                "extra"
+            ]
+        );
     }
 
     #[test]
