@@ -73,6 +73,15 @@ fn kv_v2_round_trip() {
         .ok();
     assert_eq!(old.stdout, "s3cret");
     // read k=v goes into the query string.
+    let yaml = srv
+        .lessor(&["kv", "get", "-format=yaml", "secret/app"])
+        .ok();
+    assert!(
+        yaml.stdout
+            .starts_with("data:\n  data:\n    pass: s3cret\n    user: alice\n"),
+        "{}",
+        yaml.stdout
+    );
     let old = srv
         .lessor(&["read", "-format=json", "secret/data/app", "version=1"])
         .ok()
@@ -948,4 +957,76 @@ fn response_wrapping() {
     assert_eq!(unwrapped["data"]["data"]["k"], "v");
     // A wrapping token works once.
     assert_eq!(srv.lessor(&["unwrap", &token]).code, 2);
+}
+
+/// A real lease from OpenBao's PKI engine (`generate_lease`): lookup, renew, revoke.
+#[test]
+fn lease_lifecycle_on_a_real_lease() {
+    if common::against_lessor() {
+        eprintln!("skipping: lessor has no PKI engine to issue a lease from");
+        return;
+    }
+    let srv = dev_server!();
+    srv.lessor(&["secrets", "enable", "pki"]).ok();
+    srv.lessor(&[
+        "write",
+        "-f",
+        "pki/root/generate/internal",
+        "common_name=test",
+        "ttl=24h",
+    ])
+    .ok();
+    srv.lessor(&[
+        "write",
+        "pki/roles/r",
+        "allow_any_name=true",
+        "generate_lease=true",
+        "max_ttl=1h",
+    ])
+    .ok();
+    let issue = |cn: &str| {
+        srv.lessor(&[
+            "write",
+            "-field=lease_id",
+            "pki/issue/r",
+            &format!("common_name={cn}"),
+            "ttl=10m",
+        ])
+        .ok()
+        .stdout
+    };
+    let id = issue("a.test");
+    assert!(id.starts_with("pki/issue/r/"), "{id}");
+
+    let look = srv
+        .lessor(&["lease", "lookup", "-format=json", &id])
+        .ok()
+        .json();
+    assert_eq!(look["data"]["id"], id.as_str());
+    assert!(look["data"]["ttl"].as_i64().unwrap() > 500);
+    let table = srv.lessor(&["lease", "lookup", &id]).ok();
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("id ") && l.ends_with(&id)),
+        "{}",
+        table.stdout
+    );
+    assert_eq!(srv.lessor(&["lease", "renew", &id]).code, 2);
+
+    let revoked = srv.lessor(&["lease", "revoke", "-sync", &id]).ok();
+    assert_eq!(revoked.stdout, format!("Success! Revoked lease: {id}\n"));
+    assert_eq!(srv.lessor(&["lease", "lookup", &id]).code, 2);
+
+    let (a, b) = (issue("b.test"), issue("c.test"));
+    srv.lessor(&["lease", "revoke", "-prefix", "-sync", "pki/issue/r/"])
+        .ok();
+    for id in [a, b] {
+        assert_eq!(
+            srv.lessor(&["lease", "lookup", &id]).code,
+            2,
+            "{id} still there"
+        );
+    }
 }
