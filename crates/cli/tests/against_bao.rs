@@ -72,16 +72,16 @@ fn kv_v2_round_trip() {
         .lessor(&["kv", "get", "-version=1", "-field=pass", "secret/app"])
         .ok();
     assert_eq!(old.stdout, "s3cret");
-    // read k=v goes into the query string.
     let yaml = srv
         .lessor(&["kv", "get", "-format=yaml", "secret/app"])
         .ok();
     assert!(
         yaml.stdout
-            .starts_with("data:\n  data:\n    pass: s3cret\n    user: alice\n"),
+            .starts_with("data:\n  data:\n    pass: new\n    user: alice\n"),
         "{}",
         yaml.stdout
     );
+    // read k=v goes into the query string.
     let old = srv
         .lessor(&["read", "-format=json", "secret/data/app", "version=1"])
         .ok()
