@@ -414,37 +414,37 @@ fn auth_pairs(auth: &Value) -> Vec<(String, String)> {
     pairs
 }
 
-/// The value `-field=NAME` selects from a secret, as text; None if the secret has no such
-/// field.
-pub fn secret_field(secret: &Value, field: &str) -> Option<String> {
+/// The value `-field=NAME` selects from a secret: the lease, auth and wrapping names the
+/// table shows, else a key of `data`. None if the secret has no such field.
+pub fn secret_field<'a>(secret: &'a Value, field: &str) -> Option<&'a Value> {
     let auth = secret.get("auth").filter(|a| a.is_object());
-    let from_auth = |key: &str| auth.and_then(|a| a.get(key));
     let wrap = secret.get("wrap_info").filter(|w| w.is_object());
-    let from_wrap = |key: &str| wrap.and_then(|w| w.get(key));
-    match field {
-        "wrapping_token" if wrap.is_some() => from_wrap("token").map(go_value),
-        "wrapping_accessor" if wrap.is_some() => from_wrap("accessor").map(go_value),
-        "wrapping_token_ttl" if wrap.is_some() => from_wrap("ttl").map(human_duration_value),
-        "wrapping_token_creation_time" if wrap.is_some() => {
-            from_wrap("creation_time").map(|t| go_time(&go_value(t)))
-        }
-        "wrapping_token_creation_path" if wrap.is_some() => {
-            from_wrap("creation_path").map(go_value)
-        }
-        "wrapped_accessor" if wrap.is_some() => from_wrap("wrapped_accessor").map(go_value),
-        "refresh_interval" | "lease_duration" => {
-            secret.get("lease_duration").map(human_duration_value)
-        }
-        "lease_id" => secret.get("lease_id").map(go_value),
-        "lease_renewable" => secret.get("renewable").map(go_value),
-        "token" if auth.is_some() => from_auth("client_token").map(go_value),
-        "token_accessor" if auth.is_some() => from_auth("accessor").map(go_value),
-        "token_duration" if auth.is_some() => from_auth("lease_duration").map(human_duration_value),
-        "token_renewable" if auth.is_some() => from_auth("renewable").map(go_value),
-        "token_policies" | "identity_policies" | "policies" if auth.is_some() => {
-            from_auth(field).map(go_value)
-        }
-        _ => secret.get("data").and_then(|d| d.get(field)).map(go_value),
+    let (source, key) = match field {
+        "refresh_interval" | "lease_duration" => (Some(secret), "lease_duration"),
+        "lease_id" => (Some(secret), "lease_id"),
+        "lease_renewable" => (Some(secret), "renewable"),
+        "token" if auth.is_some() => (auth, "client_token"),
+        "token_accessor" if auth.is_some() => (auth, "accessor"),
+        "token_duration" if auth.is_some() => (auth, "lease_duration"),
+        "token_renewable" if auth.is_some() => (auth, "renewable"),
+        "token_policies" | "identity_policies" | "policies" if auth.is_some() => (auth, field),
+        "wrapping_token" if wrap.is_some() => (wrap, "token"),
+        "wrapping_accessor" if wrap.is_some() => (wrap, "accessor"),
+        "wrapping_token_ttl" if wrap.is_some() => (wrap, "ttl"),
+        "wrapping_token_creation_time" if wrap.is_some() => (wrap, "creation_time"),
+        "wrapping_token_creation_path" if wrap.is_some() => (wrap, "creation_path"),
+        "wrapped_accessor" if wrap.is_some() => (wrap, "wrapped_accessor"),
+        _ => (secret.get("data"), field),
+    };
+    source.and_then(|s| s.get(key))
+}
+
+/// One `-field` value as printed: Go's `%v` text in table format, else a document.
+pub fn field_text(format: Format, v: &Value) -> String {
+    match format {
+        Format::Table => go_value(v),
+        Format::Json => json_text(v),
+        Format::Yaml => yaml::to_yaml(v),
     }
 }
 
@@ -543,7 +543,7 @@ mod tests {
         assert_eq!(pairs[0], ("wrapping_token:".to_string(), "s.w".to_string()));
         assert_eq!(pairs[2].1, "5m");
         assert_eq!(pairs[3].1, "2026-11-21 10:08:29.824564966 +0000 UTC");
-        assert_eq!(secret_field(&s, "wrapping_token").as_deref(), Some("s.w"));
+        assert_eq!(secret_field(&s, "wrapping_token"), Some(&json!("s.w")));
         assert!(secret_json(&s).get("wrap_info").is_some());
     }
 
@@ -598,7 +598,11 @@ mod tests {
                 "warnings"
             ]
         );
-        assert_eq!(secret_field(&s, "a").as_deref(), Some("b"));
+        assert_eq!(secret_field(&s, "a"), Some(&json!("b")));
+        assert_eq!(secret_field(&s, "refresh_interval"), Some(&json!(2764800)));
+        assert_eq!(field_text(Format::Table, &json!(["x", "y"])), "[x y]");
+        assert_eq!(field_text(Format::Json, &json!("x")), "\"x\"");
+        assert_eq!(field_text(Format::Yaml, &json!(["x"])), "- x\n");
         assert_eq!(secret_field(&s, "nope"), None);
 
         let t = json!({"lease_duration": 0, "auth": {
@@ -616,6 +620,6 @@ mod tests {
             ("identity_policies".to_string(), "[]".to_string())
         );
         assert_eq!(pairs[7], ("token_meta_a".to_string(), "b".to_string()));
-        assert_eq!(secret_field(&t, "token").as_deref(), Some("s.x"));
+        assert_eq!(secret_field(&t, "token"), Some(&json!("s.x")));
     }
 }

@@ -197,16 +197,6 @@ fn map_pairs(map: &Map<String, Value>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn print_field(map: Option<&Map<String, Value>>, field: &str) -> CmdResult {
-    match map.and_then(|m| m.get(field)) {
-        Some(v) => {
-            output::raw_value(&output::go_value(v));
-            Ok(0)
-        }
-        None => Err(Exit::usage(format!("Field \"{field}\" not present in map"))),
-    }
-}
-
 fn get(ctx: &mut Ctx) -> CmdResult {
     let kv = resolve_one(ctx)?;
     let (path, query) = if kv.v2 {
@@ -245,7 +235,7 @@ fn get(ctx: &mut Ctx) -> CmdResult {
             // A deleted or destroyed version has metadata only.
             return Err(Exit::with_code(2, format!("No data found at {path}")));
         }
-        return print_field(payload, field);
+        return ctx.print_field(payload.and_then(|p| p.get(field)), field, "map");
     }
     if kv.v2 {
         print_banner("Secret Path", &path);
@@ -310,7 +300,7 @@ fn put(ctx: &mut Ctx, patch: bool) -> CmdResult {
         .body
         .unwrap_or(Value::Null);
     if let Some(field) = &ctx.field {
-        return print_field(secret.get("data").and_then(Value::as_object), field);
+        return ctx.print_field(secret.get("data").and_then(|d| d.get(field)), field, "map");
     }
     if !ctx.format.is_table() {
         return ctx.print_secret(&secret);

@@ -105,18 +105,24 @@ impl Ctx {
         }
     }
 
+    /// Prints the value `-field` selected (`what` names the container in the error, as
+    /// vault does: "secret", "map").
+    pub fn print_field(&self, value: Option<&Value>, field: &str, what: &str) -> CmdResult {
+        match value {
+            Some(v) => {
+                output::raw_value(&output::field_text(self.format, v));
+                Ok(0)
+            }
+            None => Err(Exit::usage(format!(
+                "Field \"{field}\" not present in {what}"
+            ))),
+        }
+    }
+
     /// Prints a secret in the chosen format; `-field` selects one value.
     pub fn print_secret(&self, secret: &Value) -> CmdResult {
         if let Some(field) = &self.field {
-            return match output::secret_field(secret, field) {
-                Some(v) => {
-                    output::raw_value(&v);
-                    Ok(0)
-                }
-                None => Err(Exit::usage(format!(
-                    "Field \"{field}\" not present in secret"
-                ))),
-            };
+            return self.print_field(output::secret_field(secret, field), field, "secret");
         }
         match self.format {
             Format::Json | Format::Yaml => {
@@ -138,15 +144,7 @@ impl Ctx {
     /// Prints a plain object (a raw `sys/` body) in the chosen format.
     pub fn print_object(&self, data: &Value) -> CmdResult {
         if let Some(field) = &self.field {
-            return match data.get(field) {
-                Some(v) => {
-                    output::raw_value(&output::go_value(v));
-                    Ok(0)
-                }
-                None => Err(Exit::usage(format!(
-                    "Field \"{field}\" not present in secret"
-                ))),
-            };
+            return self.print_field(data.get(field), field, "secret");
         }
         match self.format {
             Format::Json | Format::Yaml => output::outln(&self.format.document(data)),
