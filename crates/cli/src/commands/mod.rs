@@ -316,6 +316,21 @@ fn prepare(command: &Command, rest: &[String]) -> Result<Ctx, Exit> {
     })
 }
 
+/// An I/O error worded as Go words it ("no such file or directory"), without Rust's
+/// "(os error N)" suffix.
+pub fn io_error_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().collect::<String>() + chars.as_str(),
+        None => text,
+    }
+}
+
 /// Trims the slashes users add around a path.
 pub fn sanitize_path(p: &str) -> String {
     p.trim().trim_matches('/').to_string()

@@ -171,7 +171,14 @@ fn enable(ctx: &mut Ctx, table: Table) -> CmdResult {
             &[],
             Body::Json(&body),
         )
-        .map_err(|e| Exit::api("Error enabling", &e))?;
+        .map_err(|e| {
+            let context = if table.api == AUTH.api {
+                format!("Error enabling {kind} auth")
+            } else {
+                "Error enabling".to_string()
+            };
+            Exit::api(context, &e)
+        })?;
     if table.api == AUTH.api {
         output::outln(&format!("Success! Enabled {kind} auth method at: {path}/"));
     } else {

@@ -139,7 +139,14 @@ fn unseal(ctx: &mut Ctx) -> CmdResult {
     let status = ctx
         .client
         .request("PUT", "sys/unseal", &[], Body::Json(&request))
-        .map_err(|e| Exit::api("Error unsealing", &e))?
+        .map_err(|e| {
+            let context = if request.get("reset").is_some() {
+                "Error resetting unseal process"
+            } else {
+                "Error unsealing"
+            };
+            Exit::api(context, &e)
+        })?
         .body
         .unwrap_or(Value::Null);
     super::status::print_seal_status(ctx, &status)

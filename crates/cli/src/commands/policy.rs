@@ -53,8 +53,15 @@ fn write(ctx: &mut Ctx) -> CmdResult {
             .map_err(|e| Exit::usage(format!("Error reading policy from stdin: {e}")))?;
         s
     } else {
-        std::fs::read_to_string(source)
-            .map_err(|e| Exit::usage(format!("Error opening policy file: {e}")))?
+        std::fs::read_to_string(source).map_err(|e| {
+            Exit::with_code(
+                2,
+                format!(
+                    "Error opening policy file: open {source}: {}",
+                    super::io_error_text(&e)
+                ),
+            )
+        })?
     };
     ctx.client
         .write(&format!("{API}/{name}"), &json!({ "policy": rules }))

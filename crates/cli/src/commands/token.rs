@@ -130,7 +130,11 @@ fn lookup(ctx: &mut Ctx) -> CmdResult {
     let arg = ctx.args().first().cloned();
     let by_accessor = ctx.flags.bool("accessor");
     let result = match (arg, by_accessor) {
-        (None, true) => return Err(Exit::usage("Not enough arguments (expected 1, got 0)")),
+        (None, true) => {
+            return Err(Exit::usage(
+                "Not enough arguments with -accessor (expected 1, got 0)",
+            ));
+        }
         (None, false) => ctx.client.read("auth/token/lookup-self", &[]),
         (Some(a), true) => ctx
             .client
