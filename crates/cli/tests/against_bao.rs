@@ -598,15 +598,20 @@ fn mounts_auth_methods_and_method_login() {
         ])
         .ok()
         .stdout;
+    // A stale VAULT_TOKEN does not get in the way of logging in.
     let only = srv
-        .lessor(&[
-            "login",
-            "-method=approle",
-            "-path=robots",
-            "-token-only",
-            &format!("role_id={role_id}"),
-            &format!("secret_id={secret_id}"),
-        ])
+        .run_with(
+            &[
+                "login",
+                "-method=approle",
+                "-path=robots",
+                "-token-only",
+                &format!("role_id={role_id}"),
+                &format!("secret_id={secret_id}"),
+            ],
+            "",
+            &[("VAULT_TOKEN", Some("stale"))],
+        )
         .ok();
     assert!(!only.stdout.is_empty() && !only.stdout.contains('\n'));
     let failed = srv.lessor(&[

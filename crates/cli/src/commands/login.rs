@@ -174,6 +174,8 @@ fn method_login(ctx: &mut Ctx, method: &str) -> Result<Value, Exit> {
         .map(super::sanitize_path)
         .unwrap_or_else(|| method.to_string());
     let path = login_path(method, &mount, &mut data)?;
+    // Logging in needs no token, and a stale one must not get in the way.
+    ctx.client.set_token(None);
     ctx.client
         .write(&path, &Value::Object(data))
         .map_err(|e| Exit::api("Error authenticating", &e))?
