@@ -97,6 +97,8 @@ class Relay:
         self._sock: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
+        # moto closes every connection after one response: connections == AWS calls.
+        self.accepted = 0
         self.open()
 
     @property
@@ -143,6 +145,9 @@ class Relay:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
+                self.accepted += 1
+                # Forget finished connections so a long run does not grow the list.
+                self._conns = [c for c in self._conns if c.fileno() != -1]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -162,6 +167,7 @@ class Relay:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                s.close()
 
 
 class MotoServer:

@@ -81,39 +81,75 @@ pub async fn create(
 }
 
 /// Deletes `user` and everything attached to it. A user that does not exist (never
-/// created, or already deleted) is a success; so is every item already gone.
+/// created, or already deleted) is a success; so is every item already gone. The four
+/// listings run at once, then the four kinds of detachment, then DeleteUser: three round
+/// trips instead of seven, which is what bounds a large prefix revocation.
 pub async fn delete(c: &Clients, user: &str) -> Result<(), AwsError> {
-    let Some(keys) = gone_ok(aws(c
-        .iam
-        .list_access_keys()
-        .user_name(user)
-        .max_items(1000)
-        .send()
-        .await))?
-    else {
-        return Ok(());
-    };
-    for k in keys.access_key_metadata() {
-        if let Some(id) = k.access_key_id() {
+    let (keys, attached, inline, groups) = tokio::join!(
+        async {
             gone_ok(aws(c
                 .iam
-                .delete_access_key()
+                .list_access_keys()
                 .user_name(user)
-                .access_key_id(id)
+                .max_items(1000)
                 .send()
-                .await))?;
-        }
-    }
-    if let Some(att) = gone_ok(aws(c
-        .iam
-        .list_attached_user_policies()
-        .user_name(user)
-        .max_items(1000)
-        .send()
-        .await))?
-    {
-        for p in att.attached_policies() {
-            if let Some(arn) = p.policy_arn() {
+                .await))
+        },
+        async {
+            gone_ok(aws(c
+                .iam
+                .list_attached_user_policies()
+                .user_name(user)
+                .max_items(1000)
+                .send()
+                .await))
+        },
+        async {
+            gone_ok(aws(c
+                .iam
+                .list_user_policies()
+                .user_name(user)
+                .max_items(1000)
+                .send()
+                .await))
+        },
+        async {
+            gone_ok(aws(c
+                .iam
+                .list_groups_for_user()
+                .user_name(user)
+                .max_items(1000)
+                .send()
+                .await))
+        },
+    );
+    let Some(keys) = keys? else {
+        return Ok(());
+    };
+    let (attached, inline, groups) = (attached?, inline?, groups?);
+    let (a, b, d, e) = tokio::join!(
+        async {
+            for id in keys
+                .access_key_metadata()
+                .iter()
+                .filter_map(|k| k.access_key_id())
+            {
+                gone_ok(aws(c
+                    .iam
+                    .delete_access_key()
+                    .user_name(user)
+                    .access_key_id(id)
+                    .send()
+                    .await))?;
+            }
+            Ok::<(), AwsError>(())
+        },
+        async {
+            for arn in attached
+                .iter()
+                .flat_map(|a| a.attached_policies())
+                .filter_map(|p| p.policy_arn())
+            {
                 gone_ok(aws(c
                     .iam
                     .detach_user_policy()
@@ -122,44 +158,37 @@ pub async fn delete(c: &Clients, user: &str) -> Result<(), AwsError> {
                     .send()
                     .await))?;
             }
-        }
-    }
-    if let Some(inline) = gone_ok(aws(c
-        .iam
-        .list_user_policies()
-        .user_name(user)
-        .max_items(1000)
-        .send()
-        .await))?
-    {
-        for name in inline.policy_names() {
-            gone_ok(aws(c
-                .iam
-                .delete_user_policy()
-                .user_name(user)
-                .policy_name(name)
-                .send()
-                .await))?;
-        }
-    }
-    if let Some(groups) = gone_ok(aws(c
-        .iam
-        .list_groups_for_user()
-        .user_name(user)
-        .max_items(1000)
-        .send()
-        .await))?
-    {
-        for g in groups.groups() {
-            gone_ok(aws(c
-                .iam
-                .remove_user_from_group()
-                .user_name(user)
-                .group_name(g.group_name())
-                .send()
-                .await))?;
-        }
-    }
+            Ok::<(), AwsError>(())
+        },
+        async {
+            for name in inline.iter().flat_map(|i| i.policy_names()) {
+                gone_ok(aws(c
+                    .iam
+                    .delete_user_policy()
+                    .user_name(user)
+                    .policy_name(name)
+                    .send()
+                    .await))?;
+            }
+            Ok::<(), AwsError>(())
+        },
+        async {
+            for g in groups.iter().flat_map(|g| g.groups()) {
+                gone_ok(aws(c
+                    .iam
+                    .remove_user_from_group()
+                    .user_name(user)
+                    .group_name(g.group_name())
+                    .send()
+                    .await))?;
+            }
+            Ok::<(), AwsError>(())
+        },
+    );
+    a?;
+    b?;
+    d?;
+    e?;
     match gone_ok(aws(c.iam.delete_user().user_name(user).send().await)) {
         Ok(_) => Ok(()),
         // Something this engine never creates is attached (added by hand): clear it too.

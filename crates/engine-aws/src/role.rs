@@ -376,9 +376,10 @@ async fn write(ctx: &Ctx<'_>, name: &str, d: &FieldData) -> Result<Option<Respon
     if warnings.is_empty() {
         Ok(None)
     } else {
-        let mut resp = Response::default();
-        resp.warnings = warnings;
-        Ok(Some(resp))
+        Ok(Some(Response {
+            warnings,
+            ..Default::default()
+        }))
     }
 }
 

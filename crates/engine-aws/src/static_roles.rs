@@ -248,16 +248,18 @@ async fn rotate(
         // Make room: drop the oldest key that is not the one being handed out.
         meta.sort_by_key(|k| k.create_date().map(|d| d.secs()).unwrap_or(0));
         let keep = current.as_ref().map(|c| c.access_key.as_str());
-        if let Some(old) = meta.iter().find(|k| k.access_key_id() != keep) {
-            if let Some(id) = old.access_key_id() {
-                gone_ok(aws(c
-                    .iam
-                    .delete_access_key()
-                    .user_name(&role.username)
-                    .access_key_id(id)
-                    .send()
-                    .await))?;
-            }
+        let oldest = meta
+            .iter()
+            .filter_map(|k| k.access_key_id())
+            .find(|id| Some(*id) != keep);
+        if let Some(id) = oldest {
+            gone_ok(aws(c
+                .iam
+                .delete_access_key()
+                .user_name(&role.username)
+                .access_key_id(id)
+                .send()
+                .await))?;
         }
     }
     let out = aws(c
@@ -325,12 +327,14 @@ async fn recover(
             status: None,
             message: format!("storage: {e}"),
         })?;
-    if let Some(cur) = creds {
-        if keep_only(c, &role.username, &cur.access_key).await? {
-            let _ = s.delete(&format!("{INTENT_PREFIX}{name}")).await;
-            tracing::info!(role = %name, "finished an interrupted static key rotation");
-            return Ok(());
-        }
+    let kept = match creds {
+        Some(cur) => keep_only(c, &role.username, &cur.access_key).await?,
+        None => false,
+    };
+    if kept {
+        let _ = s.delete(&format!("{INTENT_PREFIX}{name}")).await;
+        tracing::info!(role = %name, "finished an interrupted static key rotation");
+        return Ok(());
     }
     rotate(c, s, name, role).await
 }
