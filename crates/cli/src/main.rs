@@ -9,7 +9,11 @@ mod commands;
 mod output;
 
 fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    // Lossy, so an argument that is not UTF-8 is an error message later, not a panic here.
+    let argv: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let code = match argv.first().map(String::as_str) {
         Some("server") => lessor_server::serve_main(argv[1..].to_vec()),
         _ => commands::run(&argv),

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{CmdResult, Command, Ctx, Exit, kv_data, prompt_line};
+use super::{CmdResult, Command, Ctx, Exit, kv_data};
 use crate::args::Flag;
 use crate::client::token_file;
 use crate::output;
@@ -94,7 +94,7 @@ fn token_login(ctx: &mut Ctx) -> Result<Value, Exit> {
         // `login token=...` is accepted as well as the bare token.
         Some(t) if t.starts_with("token=") => t["token=".len()..].to_string(),
         Some(t) if t != "-" => t.clone(),
-        _ => prompt_line("Token (will be hidden): ")?,
+        _ => ctx.prompt("Token (will be hidden): ", "A token is")?,
     };
     if token.is_empty() {
         return Err(Exit::usage("Missing token"));

@@ -90,6 +90,16 @@ impl Ctx {
     }
 
     /// A duration flag as `"<seconds>s"`, which every Vault duration parser accepts.
+    /// Reads a secret the user did not give on the command line, unless `-non-interactive`.
+    pub fn prompt(&self, prompt: &str, what: &str) -> Result<String, Exit> {
+        if self.flags.bool("non-interactive") {
+            return Err(Exit::usage(format!(
+                "{what} required but -non-interactive was given"
+            )));
+        }
+        prompt_line(prompt)
+    }
+
     pub fn duration_flag(&self, name: &str) -> Result<Option<String>, Exit> {
         match self.flags.get(name) {
             None => Ok(None),
@@ -359,7 +369,7 @@ pub fn query_pairs(data: &serde_json::Map<String, Value>) -> Vec<(String, String
 
 /// Reads one line from stdin after printing a prompt on stderr (unseal keys, tokens). On a
 /// terminal the typed secret is not echoed (`stty -echo`, so no extra dependency).
-pub fn prompt_line(prompt: &str) -> Result<String, Exit> {
+fn prompt_line(prompt: &str) -> Result<String, Exit> {
     use std::io::IsTerminal;
     let _ = std::io::Write::write_all(&mut std::io::stderr(), prompt.as_bytes());
     let tty = std::io::stdin().is_terminal();

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{CmdResult, Command, Ctx, Exit, prompt_line};
+use super::{CmdResult, Command, Ctx, Exit};
 use crate::args::Flag;
 use crate::client::Body;
 use crate::output;
@@ -129,7 +129,7 @@ fn unseal(ctx: &mut Ctx) -> CmdResult {
     } else {
         let key = match ctx.args().first() {
             Some(k) if k != "-" => k.clone(),
-            _ => prompt_line("Unseal Key (will be hidden): ")?,
+            _ => ctx.prompt("Unseal Key (will be hidden): ", "An unseal key is")?,
         };
         if key.is_empty() {
             return Err(Exit::usage("Missing unseal key"));
