@@ -28,11 +28,19 @@ fn status(ctx: &mut Ctx) -> CmdResult {
     Ok(if sealed { 2 } else { code })
 }
 
+/// The leader status; a sealed HA node cannot tell, which vault shows as HA enabled with
+/// no leader details.
 fn leader(client: &Client) -> Result<Value, Exit> {
-    client
-        .request("GET", "sys/leader", &[], crate::client::Body::None)
-        .map(|r| r.body.unwrap_or(Value::Null))
-        .map_err(|e| Exit::with_code(1, format!("Error checking leader status: {e}")))
+    match client.request("GET", "sys/leader", &[], crate::client::Body::None) {
+        Ok(r) => Ok(r.body.unwrap_or(Value::Null)),
+        Err(e) if e.to_string().contains("Vault is sealed") => {
+            Ok(serde_json::json!({ "ha_enabled": true }))
+        }
+        Err(e) => Err(Exit::with_code(
+            1,
+            format!("Error checking leader status: {e}"),
+        )),
+    }
 }
 
 /// Prints a seal-status body merged with the leader's HA fields, as `vault status` does.
@@ -44,6 +52,7 @@ pub(super) fn print_seal_status(ctx: &Ctx, seal: &Value) -> CmdResult {
         let mut merged = seal_status_document(seal);
         merged.insert("ha_enabled".into(), Value::Bool(ha_enabled));
         if ha_enabled {
+            // Like the CLI's JSON, an unset (empty, false, zero) HA field is left out.
             for k in [
                 "is_self",
                 "active_time",
@@ -52,7 +61,10 @@ pub(super) fn print_seal_status(ctx: &Ctx, seal: &Value) -> CmdResult {
                 "performance_standby",
                 "performance_standby_last_remote_wal",
             ] {
-                merged.insert(k.into(), lget(k));
+                let v = lget(k);
+                if !(v.is_null() || v == false || v == 0 || v == "") {
+                    merged.insert(k.into(), v);
+                }
             }
         }
         return ctx.print_object(&Value::Object(merged));
@@ -140,7 +152,9 @@ fn seal_rows(seal: &Value, leader: &Value) -> Vec<(String, String)> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     rows.push(("HA Enabled".to_string(), ha_enabled.to_string()));
-    if ha_enabled {
+    let sealed = seal.get("sealed").and_then(Value::as_bool).unwrap_or(true);
+    // A sealed node knows nothing about its cluster.
+    if ha_enabled && !sealed {
         let is_self = leader
             .get("is_self")
             .and_then(Value::as_bool)
@@ -150,10 +164,18 @@ fn seal_rows(seal: &Value, leader: &Value) -> Vec<(String, String)> {
             "HA Mode".to_string(),
             if is_self { "active" } else { "standby" }.to_string(),
         ));
-        if is_self {
-            rows.push(("Active Since".to_string(), l("active_time")));
-        } else {
-            rows.push(("Active Node Address".to_string(), l("leader_address")));
+        let active_time = l("active_time");
+        if is_self && !active_time.is_empty() && !active_time.starts_with("0001-01-01") {
+            rows.push(("Active Since".to_string(), active_time));
+        }
+        if !is_self {
+            let addr = l("leader_address");
+            let addr = if addr.is_empty() {
+                "<none>".to_string()
+            } else {
+                addr
+            };
+            rows.push(("Active Node Address".to_string(), addr));
         }
     }
     rows
@@ -225,5 +247,18 @@ mod tests {
         assert!(rows.iter().all(|(k, _)| k != "Unseal Progress"));
         assert!(rows.contains(&("HA Mode".to_string(), "active".to_string())));
         assert!(rows.contains(&("Cluster ID".to_string(), "id".to_string())));
+        assert!(rows.contains(&("Active Since".to_string(), "t0".to_string())));
+
+        let standby = json!({"ha_enabled": true, "is_self": false, "leader_address": ""});
+        let rows = seal_rows(&seal, &standby);
+        assert!(rows.contains(&("HA Mode".to_string(), "standby".to_string())));
+        assert!(rows.contains(&("Active Node Address".to_string(), "<none>".to_string())));
+
+        let sealed = json!({"sealed": true, "t": 1, "progress": 0});
+        let rows = seal_rows(&sealed, &json!({"ha_enabled": true}));
+        assert_eq!(
+            rows.last().unwrap(),
+            &("HA Mode".to_string(), "sealed".to_string())
+        );
     }
 }
