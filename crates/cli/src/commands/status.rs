@@ -258,7 +258,7 @@ mod tests {
         let rows = seal_rows(&sealed, &json!({"ha_enabled": true}));
         assert_eq!(
             rows.last().unwrap(),
-            &("HA Mode".to_string(), "sealed".to_string())
+            &("HA Enabled".to_string(), "true".to_string())
         );
     }
 }
