@@ -4,6 +4,8 @@
 //! a backend through the framework's dispatch in tests.
 
 pub mod cidr;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod record;
 pub mod testing;
 pub mod token_fields;
@@ -23,9 +25,43 @@ pub fn display_name(mount_point: &str, detail: &str) -> String {
     full.strip_suffix('-').unwrap_or(&full).to_string()
 }
 
+/// `*` glob matching (any run of characters; no other metacharacters), as bound claims
+/// and service-account bindings use it.
+pub fn glob_match(pattern: &str, value: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+        return false;
+    };
+    if parts.len() == 1 {
+        return pattern == value;
+    }
+    if value.len() < first.len() + last.len() || !value.starts_with(first) {
+        return false;
+    }
+    let mut rest = &value[first.len()..];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("team-*", "team-a"));
+        assert!(!glob_match("team-*", "other"));
+        assert!(glob_match("a*c*e", "abcde"));
+        assert!(!glob_match("ab*ba", "aba"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+    }
 
     #[test]
     fn display_names() {

@@ -36,5 +36,7 @@ pub fn factories() -> BTreeMap<String, Factory> {
         Arc::new(|entry| lessor_auth_approle::factory(entry)),
     );
     f.insert("aws".into(), Arc::new(|entry| lessor_engine_aws::factory(entry)));
+    f.insert("jwt".into(), Arc::new(|entry| lessor_auth_jwt::factory(entry)));
+    f.insert("oidc".into(), Arc::new(|entry| lessor_auth_jwt::factory(entry)));
     f
 }
