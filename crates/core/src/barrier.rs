@@ -229,7 +229,7 @@ impl Barrier {
 
 /// A crypto failure as a storage error: names the failure, never the key material or value.
 fn crypto_storage(e: EnvelopeError) -> StorageError {
-    StorageError::Io(format!("barrier: {e}"))
+    StorageError::Corrupt(format!("barrier: {e}"))
 }
 
 fn crypto_internal(e: EnvelopeError) -> Error {
@@ -289,6 +289,32 @@ impl Storage for Barrier {
                 if !is_reserved(&key) {
                     let plain = Self::decrypt(&keys, &key, &stored)?;
                     out.push((key.clone(), plain));
+                }
+                cursor = Some(key);
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn scan_keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> lessor_storage::Result<Vec<String>> {
+        self.unsealed()?;
+        let mut out = Vec::new();
+        let mut cursor = after.map(str::to_string);
+        while out.len() < limit {
+            let want = limit - out.len();
+            let page = self.physical.scan_keys(prefix, cursor.as_deref(), want).await?;
+            let done = page.len() < want;
+            for key in page {
+                if !is_reserved(&key) {
+                    out.push(key.clone());
                 }
                 cursor = Some(key);
             }

@@ -55,6 +55,7 @@ pub struct Active {
     pub tokens: Arc<TokenStore>,
     pub policies: Arc<PolicyStore>,
     pub expiration: Arc<Expiration>,
+    pub quotas: Arc<crate::quota::LeaseQuotas>,
     pub storage: Arc<dyn Storage>,
     pub active_since: String,
     stop: tokio::sync::watch::Sender<bool>,
@@ -68,6 +69,10 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     pub cluster_id: String,
     factories: BTreeMap<String, Factory>,
+    /// Audit devices; enabled at unseal, consulted by `handle`.
+    pub audit: Arc<crate::audit::Broker>,
+    /// Telemetry: `handle` counts and times every request.
+    pub metrics: Arc<crate::metrics::Metrics>,
     state: RwLock<Option<Arc<Active>>>,
     lifecycle: tokio::sync::Mutex<()>,
 }
@@ -120,6 +125,8 @@ impl Core {
             clock,
             cluster_id: uuid::Uuid::new_v4().to_string(),
             factories,
+            audit: crate::audit::Broker::new(),
+            metrics: crate::metrics::Metrics::new(),
             state: RwLock::new(None),
             lifecycle: tokio::sync::Mutex::new(()),
         })
@@ -186,6 +193,7 @@ impl Core {
             active.router.clear();
             active.policies.clear_cache();
         }
+        self.audit.clear();
         self.seal.seal().await;
     }
 
@@ -194,7 +202,7 @@ impl Core {
         if self.active().is_some() {
             return Ok(());
         }
-        let storage: Arc<dyn Storage> = self.barrier.clone();
+        let storage: Arc<dyn Storage> = self.metrics.metered(self.barrier.clone());
         let router = Arc::new(Router::new());
         let policies = Arc::new(PolicyStore::new(View::new(storage.clone(), "sys/policy/")));
         policies.setup_defaults().await?;
@@ -210,12 +218,15 @@ impl Core {
         );
         tokens.set_hooks(expiration.clone());
         expiration.set_token_store(&tokens);
+        let quotas = crate::quota::LeaseQuotas::new(View::new(storage.clone(), "sys/quotas/"), View::new(storage.clone(), "sys/expire/"));
+        expiration.events.observe(quotas.clone());
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let active = Arc::new(Active {
             router,
             tokens,
             policies,
             expiration: expiration.clone(),
+            quotas: quotas.clone(),
             storage: storage.clone(),
             active_since: crate::clock::now_rfc3339(),
             stop,
@@ -238,8 +249,25 @@ impl Core {
                 }
             }
         }
-        let restored = expiration.restore().await?;
-        tracing::info!(leases = restored, "lease schedule restored");
+        self.audit.restore(storage.as_ref()).await?;
+        // The API serves at once; the schedule fills in the background (a lookup reads
+        // storage directly, so it answers correctly before its lease is scheduled).
+        let restoring = expiration.clone();
+        let restore = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match restoring.restore().await {
+                Ok(n) => tracing::info!(leases = n, ms = started.elapsed().as_millis() as u64, "lease schedule restored"),
+                Err(e) => tracing::error!(error = %e, "lease restore failed; due leases are revoked as they are read"),
+            }
+            if let Err(e) = restoring.resume_jobs().await {
+                tracing::error!(error = %e, "cannot resume revoke-prefix jobs");
+            }
+        });
+        if self.config.manual_scheduler {
+            // Tests want a deterministic start.
+            let _ = restore.await;
+        }
+        quotas.restore().await?;
         if !self.config.manual_scheduler {
             tokio::spawn(expiration.run(stop_rx));
         }
@@ -289,7 +317,18 @@ impl Core {
     }
 
     /// Handles one request end to end.
-    pub async fn handle(self: &Arc<Self>, mut req: Request) -> Result<Option<Response>> {
+    /// Handles one request: timed and counted for the metrics, in a span carrying the
+    /// request id its audit entries carry.
+    pub async fn handle(self: &Arc<Self>, req: Request) -> Result<Option<Response>> {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!("request", request_id = %req.id);
+        let probe = self.metrics.begin(&req);
+        let out = self.handle_inner(req).instrument(span).await;
+        self.metrics.end(self, probe, &out);
+        out
+    }
+
+    async fn handle_inner(self: &Arc<Self>, mut req: Request) -> Result<Option<Response>> {
         req.path = req.path.trim_start_matches('/').to_string();
         if let Some(resp) = sys::raw::handle(self, &req).await? {
             return Ok(Some(resp));
@@ -343,10 +382,15 @@ impl Core {
         let owner = token_entry.as_ref().map(|t| t.id_hash.clone()).unwrap_or_default();
         let leases =
             RequestLeases::new(active.expiration.clone(), mounted.clone(), req.path.clone(), owner);
-        let ctx = Ctx { req: &req, storage: &mounted.storage, system: &sys_view, leases: Some(&leases) };
+        self.audit_request(&req, token_entry.as_ref()).await?;
+        let exempt = token_entry.as_ref().is_some_and(|t| t.policies.iter().any(|p| p == "root"));
+        let _admitted = active.quotas.admit_token_request(&mounted.entry.kind, mounted.entry.table == Table::Auth, unauth, &req, exempt)?;
+        let gated = crate::quota::GatedLeases { inner: &leases, quotas: &active.quotas, exempt };
+        let ctx = Ctx { req: &req, storage: &mounted.storage, system: &sys_view, leases: Some(&gated) };
         let mut resp = match framework::dispatch(mounted.backend.as_ref(), &ctx).await {
             Ok(resp) => resp,
             Err(e) => {
+                let _ = self.audit_response(&active, &req, token_entry.as_ref(), None, Some(&e)).await;
                 // The engine failed: whatever it reserved may exist in part. Revoke it now.
                 for id in leases.reserved() {
                     active.expiration.abort(&id, None).await;
@@ -365,6 +409,7 @@ impl Core {
         if let Some(t) = &token_entry {
             active.tokens.finish_use(t).await?;
         }
+        self.audit_response(&active, &req, token_entry.as_ref(), resp.as_ref(), None).await?;
         Ok(resp)
     }
 

@@ -8,6 +8,9 @@
 //! backoff and, after the last attempt, kept as irrevocable: never silently dropped.
 
 mod entry;
+mod events;
+mod jobs;
+mod restore;
 mod schedule;
 mod workers;
 
@@ -19,7 +22,9 @@ use lessor_storage::{Storage, WriteOp};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-pub use entry::{LeaseEntry, LeaseKind, LeaseState};
+pub use entry::{IndexEntry, LeaseEntry, LeaseKind, LeaseState};
+pub use events::{EventKind, Item, LeaseEvent, LeaseEvents, LeaseObserver, Subscription};
+pub use jobs::{Job, JobState};
 pub use schedule::Schedule;
 pub use workers::Workers;
 
@@ -32,6 +37,10 @@ use crate::ttl::{self, TtlInput};
 use crate::{Error, Result};
 
 const ID_PREFIX: &str = "id/";
+/// The compact index restore reads: `idx/<lease id>` -> expiry and state, a few bytes each.
+const INDEX_PREFIX: &str = "idx/";
+/// Records that could not be read, kept for operators: `quarantine/<lease id>` -> reason.
+const QUARANTINE_PREFIX: &str = "quarantine/";
 const TOKEN_PREFIX: &str = "token/";
 /// Vault's retry policy: 6 attempts, 10 s x 2^n with jitter, then irrevocable.
 pub const MAX_ATTEMPTS: u32 = 6;
@@ -67,6 +76,9 @@ pub struct Expiration {
     clock: Arc<dyn Clock>,
     system: SystemTtls,
     workers: Workers,
+    /// Lease events, for observers (quotas) and subscribers (the event stream).
+    pub events: Arc<LeaseEvents>,
+    jobs: jobs::Jobs,
 }
 
 /// Revocations running at once, in all and per mount.
@@ -115,6 +127,7 @@ impl Expiration {
         system: SystemTtls,
     ) -> Arc<Self> {
         Arc::new(Expiration {
+            events: LeaseEvents::new(storage.clone(), clock.clone()),
             storage,
             router,
             tokens: parking_lot::RwLock::new(Weak::new()),
@@ -122,6 +135,7 @@ impl Expiration {
             clock,
             system,
             workers: Workers::new(WORKERS, WORKERS_PER_MOUNT),
+            jobs: jobs::Jobs::default(),
         })
     }
 
@@ -148,7 +162,11 @@ impl Expiration {
 
     fn entry_ops(entry: &LeaseEntry) -> Result<Vec<WriteOp>> {
         let raw = serde_json::to_vec(entry).map_err(|e| Error::internal(e.to_string()))?;
-        let mut ops = vec![WriteOp::Put(format!("{ID_PREFIX}{}", entry.id), raw)];
+        let index = serde_json::to_vec(&IndexEntry::of(entry)).map_err(|e| Error::internal(e.to_string()))?;
+        let mut ops = vec![
+            WriteOp::Put(format!("{ID_PREFIX}{}", entry.id), raw),
+            WriteOp::Put(format!("{INDEX_PREFIX}{}", entry.id), index),
+        ];
         if !entry.token_hash.is_empty() && entry.kind == LeaseKind::Secret {
             ops.push(WriteOp::Put(
                 format!(
@@ -168,7 +186,11 @@ impl Expiration {
     }
 
     async fn forget(&self, entry: &LeaseEntry) -> Result<()> {
-        let mut ops = vec![WriteOp::Delete(format!("{ID_PREFIX}{}", entry.id))];
+        let mut ops = vec![
+            WriteOp::Delete(format!("{ID_PREFIX}{}", entry.id)),
+            WriteOp::Delete(format!("{INDEX_PREFIX}{}", entry.id)),
+            WriteOp::Delete(format!("{QUARANTINE_PREFIX}{}", entry.id)),
+        ];
         if !entry.token_hash.is_empty() && entry.kind == LeaseKind::Secret {
             ops.push(WriteOp::Delete(format!(
                 "{TOKEN_PREFIX}{}/{}",
@@ -177,6 +199,7 @@ impl Expiration {
             )));
         }
         self.storage.batch(ops).await?;
+        self.events.emit(LeaseEvent::of(EventKind::Revoked, entry, self.clock.now_unix()));
         self.schedule.remove(&entry.id);
         Ok(())
     }
@@ -212,6 +235,7 @@ impl Expiration {
             max_ttl: 0,
         };
         self.persist(&entry).await?;
+        self.events.emit(LeaseEvent::of(EventKind::Reserved, &entry, now));
         self.schedule.insert(&entry.id, entry.expire_time);
         Ok(id)
     }
@@ -243,6 +267,7 @@ impl Expiration {
         e.max_ttl = secret.max_ttl.as_secs() as i64;
         e.state = LeaseState::Active;
         self.persist(&e).await?;
+        self.events.emit(LeaseEvent::of(EventKind::Issued, &e, now));
         self.schedule.insert(&e.id, e.expire_time);
         Ok((granted.ttl, granted.warning))
     }
@@ -382,6 +407,7 @@ impl Expiration {
         e.expire_time = now + granted.ttl;
         e.last_renewal = now;
         self.persist(&e).await?;
+        self.events.emit(LeaseEvent::of(EventKind::Renewed, &e, now));
         self.schedule.insert(&e.id, e.expire_time);
         let mut resp = Response {
             lease_id: e.id.clone(),
@@ -465,26 +491,6 @@ impl Expiration {
         Ok(out)
     }
 
-    /// Revokes every lease under `prefix`. Carries on past failures and reports them all.
-    pub async fn revoke_prefix(&self, prefix: &str, force: bool) -> Result<()> {
-        let ids = self.ids_under(prefix).await?;
-        let total = ids.len();
-        let mut failures = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            if let Err(e) = self.revoke(id, force).await {
-                failures.push(format!(
-                    "failed to revoke \"{id}\" ({} / {total}): {e}",
-                    i + 1
-                ));
-            }
-        }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::BadRequest(failures.join("; ")))
-        }
-    }
-
     /// Queues every lease under `prefix` for immediate expiry (the async form of revoke).
     pub async fn expire_prefix_now(&self, prefix: &str) -> Result<()> {
         let now = self.clock.now_unix();
@@ -546,36 +552,17 @@ impl Expiration {
         Ok(())
     }
 
-    /// Rebuilds the schedule from storage at unseal.
-    pub async fn restore(&self) -> Result<usize> {
-        let mut n = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.storage.scan(ID_PREFIX, after.as_deref(), 1000).await?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (key, raw) in page {
-                match serde_json::from_slice::<LeaseEntry>(&raw) {
-                    Ok(e) if e.state != LeaseState::Irrevocable && e.expire_time > 0 => {
-                        self.schedule.insert(&e.id, e.expire_time);
-                        n += 1;
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::error!(key = %key, error = %err, "unreadable lease record skipped")
-                    }
-                }
-            }
-        }
-        Ok(n)
-    }
-
     /// Handles one due lease: revoke, or record the failure and retry later.
     pub async fn expire_one(&self, id: &str) {
         let e = match self.load(id).await {
             Ok(Some(e)) => e,
             Ok(None) => {
                 self.schedule.remove(id);
+                return;
+            }
+            Err(err @ (Error::Internal(_) | Error::Storage(lessor_storage::StorageError::Corrupt(_)))) => {
+                // Undecodable: keep the record for an operator, stop retrying it.
+                self.quarantine(id, &err.to_string()).await;
                 return;
             }
             Err(err) => {
@@ -619,6 +606,7 @@ impl Expiration {
         if let Err(err) = self.persist(&e).await {
             tracing::error!(lease_id = %e.id, error = %err, "cannot record revocation failure");
         }
+        self.events.emit_failure(&e, now);
     }
 
     /// Runs the scheduler until `stop` fires: due leases go to the worker pool, each
@@ -664,10 +652,43 @@ impl Expiration {
         due.len()
     }
 
-    /// Revocation of leases that belonged to a mount being disabled.
-    pub async fn revoke_mount(&self, route_path: &str) -> Result<()> {
-        self.revoke_prefix(route_path.trim_end_matches('/'), false)
-            .await
+    /// Revokes, synchronously, every lease under `prefix` (a mount being disabled or moved,
+    /// a role deleted with its leases). Fails if any could not be revoked.
+    pub async fn revoke_prefix_sync(self: &Arc<Self>, route_path: &str) -> Result<()> {
+        let job = self.start_prefix_job(route_path, false).await?;
+        let job = self.wait_job(&job.id).await?;
+        if job.failed > 0 {
+            return Err(Error::bad(format!(
+                "failed to revoke {} of {} leases under the prefix; they stay recorded and are retried: {}",
+                job.failed,
+                job.total,
+                job.errors.first().map(String::as_str).unwrap_or("")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Force-revokes leases whose owning token no longer exists.
+    pub async fn tidy(&self) -> Result<usize> {
+        let tokens = self.token_store()?;
+        let mut revoked = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.storage.scan(ID_PREFIX, after.as_deref(), 1000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, raw) in page {
+                let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw) else { continue };
+                if e.kind != LeaseKind::Secret || e.token_hash.is_empty() {
+                    continue;
+                }
+                if tokens.lookup_hash(&e.token_hash).await?.is_none() {
+                    self.revoke(&e.id, true).await?;
+                    revoked += 1;
+                }
+            }
+        }
+        Ok(revoked)
     }
 }
 
@@ -695,6 +716,7 @@ impl TokenLeaseHooks for Expiration {
             max_ttl: 0,
         };
         self.persist(&entry).await?;
+        self.events.emit(LeaseEvent::upsert(&entry, self.schedule.expiry_of(&entry.id).is_some(), self.clock.now_unix()));
         self.schedule.insert(&entry.id, entry.expire_time);
         Ok(())
     }
@@ -747,6 +769,6 @@ impl crate::framework::Reserver for RequestLeases {
             rel_prefix.trim_matches('/')
         );
         // Only the subtree: a role name must not match a lease id of another role.
-        self.expiration.revoke_prefix(&format!("{prefix}/"), false).await
+        self.expiration.revoke_prefix_sync(&format!("{prefix}/")).await
     }
 }

@@ -3,11 +3,15 @@
 
 pub mod raw;
 
+mod path_audit;
 mod path_capabilities;
 mod path_keys;
+mod path_lease_events;
 mod path_leases;
+mod path_metrics;
 mod path_mounts;
 mod path_policies;
+mod path_quotas;
 
 use std::sync::{Arc, Weak};
 
@@ -36,6 +40,9 @@ const SUDO_PATHS: &[&str] = &[
     "leases/revoke-force/*",
     "leases/lookup/*",
     "leases",
+    "leases/jobs",
+    "leases/jobs/*",
+    "leases/quarantine",
 ];
 
 /// What every `sys/` handler holds: a weak link to the core (the core owns the backend).
@@ -76,5 +83,9 @@ pub fn backend(core: Weak<Core>) -> Arc<dyn Backend> {
     paths.extend(path_capabilities::paths(&s));
     paths.extend(path_keys::paths(&s));
     paths.extend(path_leases::paths(&s));
+    paths.extend(path_lease_events::paths(&s));
+    paths.extend(path_quotas::paths(&s));
+    paths.extend(path_audit::paths(&s));
+    paths.extend(path_metrics::paths(&s));
     Arc::new(SysBackend { paths })
 }

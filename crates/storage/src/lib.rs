@@ -26,6 +26,10 @@ pub enum StorageError {
     Closed,
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    /// A stored value that cannot be decoded or authenticated: the data is bad, not the
+    /// device, so retrying will not help.
+    #[error("corrupt value: {0}")]
+    Corrupt(String),
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;
@@ -89,6 +93,12 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>>;
     async fn batch(&self, ops: Vec<WriteOp>) -> Result<()>;
+
+    /// `scan` without the values: layers that transform values (the barrier) skip that
+    /// work, and a value that cannot be read does not fail the page.
+    async fn scan_keys(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        Ok(self.scan(prefix, after, limit).await?.into_iter().map(|(k, _)| k).collect())
+    }
 
     /// A short name for `sys/seal-status` `storage_type` (e.g. `inmem`, `file`).
     fn kind(&self) -> &'static str;

@@ -164,11 +164,11 @@ async fn ciphertext_moved_to_another_key_fails() {
     physical.put("secret/b", raw.clone()).await.unwrap();
     assert!(matches!(
         barrier.get("secret/b").await,
-        Err(StorageError::Io(_))
+        Err(StorageError::Corrupt(_))
     ));
     assert!(matches!(
         barrier.scan("secret/", None, 10).await,
-        Err(StorageError::Io(_))
+        Err(StorageError::Corrupt(_))
     ));
 
     // Tampered, truncated, unknown term, unknown version: errors, never panics.
@@ -188,7 +188,7 @@ async fn ciphertext_moved_to_another_key_fails() {
     ] {
         physical.put("secret/c", bad).await.unwrap();
         let err = barrier.get("secret/c").await.unwrap_err();
-        assert!(matches!(err, StorageError::Io(_)), "{err}");
+        assert!(matches!(err, StorageError::Corrupt(_)), "{err}");
     }
     assert_eq!(barrier.get("secret/a").await.unwrap().unwrap(), b"value-a");
 }

@@ -46,3 +46,18 @@ pub struct LeaseEntry {
     /// The backend's max TTL at issue (0 = mount/system max).
     pub max_ttl: i64,
 }
+
+/// What restore needs of a lease, stored apart from its body so unseal reads a few bytes
+/// per lease instead of decrypting and parsing every record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// Expiry (Unix seconds; 0 = never).
+    pub e: i64,
+    pub s: LeaseState,
+}
+
+impl IndexEntry {
+    pub fn of(l: &LeaseEntry) -> Self {
+        IndexEntry { e: l.expire_time, s: l.state }
+    }
+}

@@ -25,6 +25,9 @@ enum Kind {
     Tidy,
     Count,
     Irrevocable,
+    Jobs,
+    Job,
+    Quarantine,
 }
 
 pub(super) fn paths(s: &SysRef) -> Vec<Path> {
@@ -55,6 +58,11 @@ pub(super) fn paths(s: &SysRef) -> Vec<Path> {
             .ops(&[Operation::Read]),
         Path::new("leases", h(Kind::Irrevocable))
             .fields(lease_fields())
+            .ops(&[Operation::Read]),
+        Path::new("leases/quarantine", h(Kind::Quarantine)).ops(&[Operation::Read]),
+        Path::new("leases/jobs/?", h(Kind::Jobs)).ops(&[Operation::List]),
+        Path::new("leases/jobs/(?P<job_id>[^/]+)", h(Kind::Job))
+            .fields(vec![field::str("job_id", "Revoke-prefix job id.")])
             .ops(&[Operation::Read]),
     ];
     for base in ["leases/", ""] {
@@ -153,25 +161,48 @@ impl PathHandler for Leases {
                     Ok(Some(accepted()))
                 }
             }
-            Kind::RevokePrefix => {
-                let prefix = d.string("prefix");
-                if d.bool("sync").unwrap_or(true) {
-                    exp.revoke_prefix(&prefix, false).await?;
-                    Ok(None)
-                } else {
-                    exp.expire_prefix_now(&prefix).await?;
-                    Ok(Some(accepted()))
+            Kind::RevokePrefix | Kind::RevokeForce => {
+                let force = matches!(self.kind, Kind::RevokeForce);
+                let job = exp.start_prefix_job(&d.string("prefix"), force).await?;
+                if !force && !d.bool("sync").unwrap_or(true) {
+                    return Ok(Some(accepted()));
                 }
-            }
-            Kind::RevokeForce => {
-                exp.revoke_prefix(&d.string("prefix"), true).await?;
+                let job = exp.wait_job(&job.id).await?;
+                if job.failed > 0 {
+                    return Err(Error::bad(format!(
+                        "failed to revoke {} of {} leases under \"{}\" (job {}); they stay recorded and are retried: {}",
+                        job.failed,
+                        job.total,
+                        job.prefix,
+                        job.id,
+                        job.errors.first().map(String::as_str).unwrap_or("")
+                    )));
+                }
                 Ok(None)
             }
+            Kind::Jobs => Response::list(exp.job_ids().await?),
+            Kind::Quarantine => {
+                let list: Vec<Value> = exp
+                    .quarantined()
+                    .await?
+                    .into_iter()
+                    .map(|(id, reason)| json!({"lease_id": id, "reason": reason}))
+                    .collect();
+                Ok(Some(Response::data(obj([("lease_count", json!(list.len())), ("leases", Value::Array(list))]))))
+            }
+            Kind::Job => {
+                let job = exp.job(&d.string("job_id")).await?.ok_or(Error::NotFound)?;
+                Ok(Some(Response::data(job.status())))
+            }
             Kind::Tidy => {
-                let mut r = Response {
-                    status: Some(202),
-                    ..Default::default()
-                };
+                let exp = exp.clone();
+                tokio::spawn(async move {
+                    match exp.tidy().await {
+                        Ok(n) => tracing::info!(revoked = n, "lease tidy finished"),
+                        Err(e) => tracing::error!(error = %e, "lease tidy failed"),
+                    }
+                });
+                let mut r = Response { status: Some(202), ..Default::default() };
                 r.warnings.push(TIDY_WARNING.to_string());
                 Ok(Some(r))
             }

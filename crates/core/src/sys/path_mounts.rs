@@ -335,7 +335,7 @@ impl Mount {
             return Err(Error::bad(format!("cannot unmount \"{}\"", m.entry.path)));
         }
         // Leases first: a mount never disappears while credentials it issued live on.
-        active.expiration.revoke_mount(&route).await?;
+        active.expiration.revoke_prefix_sync(&route).await?;
         active.router.remove(&route);
         core.save_table(&active, self.table).await?;
         delete_all(m.storage.as_ref()).await?;
@@ -518,7 +518,7 @@ impl PathHandler for Remount {
             .unwrap_or(&to)
             .to_string();
         // Leases name their mount by path: revoke them rather than leave them unroutable.
-        active.expiration.revoke_mount(&from).await?;
+        active.expiration.revoke_prefix_sync(&from).await?;
         active.router.remove(&from);
         let mut entry = m.entry.clone();
         entry.path = to_rel;

@@ -1,0 +1,319 @@
+//! Audit entries: the JSON shape of one request or response line, and the salting of it.
+//!
+//! An entry is built once per device, because each device hashes with its own salt and has
+//! its own `hmac_accessor` / `log_raw` / `elide_list_responses` settings. Tokens, accessors
+//! and every string leaf of request and response data are replaced by
+//! `hmac-sha256:<hex>`; paths, policies, metadata and lease ids stay readable so a log can be
+//! analysed without the salt.
+
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+
+use crate::logical::{AuthSpec, Caller, Request, Response};
+
+/// Request data keys left readable: lease ids name a lease, they do not grant anything
+/// (they are readable in paths and responses too), and keeping them plain lets the lease
+/// report correlate a revocation with the issue.
+const PLAIN_DATA_KEYS: &[&str] = &["lease_id"];
+
+/// `hmac-sha256:<hex>` of `input` under `salt`.
+pub fn hmac_hex(salt: &[u8], input: &str) -> String {
+    // HMAC takes a key of any length, so this cannot fail; fall back to an empty MAC anyway.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(salt) else {
+        return "hmac-sha256:".to_string();
+    };
+    mac.update(input.as_bytes());
+    format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// How one device salts an entry.
+pub struct Salting<'a> {
+    pub salt: &'a [u8],
+    pub log_raw: bool,
+    pub hmac_accessor: bool,
+    pub elide_list_responses: bool,
+}
+
+impl Salting<'_> {
+    fn secret(&self, s: &str) -> Value {
+        if self.log_raw || s.is_empty() {
+            Value::String(s.to_string())
+        } else {
+            Value::String(hmac_hex(self.salt, s))
+        }
+    }
+
+    fn accessor(&self, s: &str) -> Value {
+        if self.hmac_accessor {
+            self.secret(s)
+        } else {
+            Value::String(s.to_string())
+        }
+    }
+
+    /// Every string leaf of `v`, however deep, salted.
+    fn leaves(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => self.secret(s),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.leaves(x)).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| (k.clone(), self.leaves(x)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    fn data(&self, m: &Map<String, Value>) -> Value {
+        Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if PLAIN_DATA_KEYS.contains(&k.as_str()) {
+                        v.clone()
+                    } else {
+                        self.leaves(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// What the core knows of the token that made the request.
+#[derive(Default)]
+pub struct TokenInfo<'a> {
+    pub caller: Option<&'a Caller>,
+    pub token_type: &'a str,
+    pub token_ttl: i64,
+}
+
+/// Everything an entry is built from.
+pub struct Record<'a> {
+    pub req: &'a Request,
+    pub token: TokenInfo<'a>,
+    pub time: &'a str,
+}
+
+fn auth_of_caller(s: &Salting<'_>, r: &Record<'_>) -> Value {
+    let Some(c) = r.token.caller else {
+        return Value::Null;
+    };
+    json!({
+        "client_token": s.secret(r.req.client_token.as_deref().unwrap_or("")),
+        "accessor": s.accessor(&c.accessor),
+        "display_name": c.display_name,
+        "policies": c.policies,
+        "token_policies": c.policies,
+        "metadata": if c.metadata.is_empty() { Value::Null } else { json!(c.metadata) },
+        "entity_id": c.entity_id,
+        "token_type": r.token.token_type,
+        "token_ttl": r.token.token_ttl,
+        "policy_results": {"allowed": true},
+    })
+}
+
+fn request_json(s: &Salting<'_>, r: &Record<'_>) -> Value {
+    let req = r.req;
+    let accessor = r.token.caller.map(|c| c.accessor.as_str()).unwrap_or("");
+    json!({
+        "id": req.id,
+        "operation": req.operation.as_str(),
+        "mount_point": req.mount_point,
+        "mount_type": req.mount_type,
+        "mount_accessor": req.mount_accessor,
+        "client_token": s.secret(req.client_token.as_deref().unwrap_or("")),
+        "client_token_accessor": s.accessor(accessor),
+        "path": req.path,
+        "data": if req.data.is_empty() { Value::Null } else { s.data(&req.data) },
+        "remote_address": req.remote_addr.map(|a| a.ip().to_string()).unwrap_or_default(),
+        "remote_port": req.remote_addr.map(|a| a.port()).unwrap_or(0),
+    })
+}
+
+fn response_auth(s: &Salting<'_>, a: &AuthSpec) -> Value {
+    json!({
+        "client_token": s.secret(&a.client_token),
+        "accessor": s.accessor(&a.accessor),
+        "display_name": a.display_name,
+        "policies": a.policies,
+        "token_policies": a.token_policies,
+        "metadata": if a.metadata.is_empty() { Value::Null } else { json!(a.metadata) },
+        "entity_id": a.entity_id,
+        "token_type": if a.token_type.is_empty() { "service" } else { a.token_type.as_str() },
+        "token_ttl": a.lease_duration,
+        "renewable": a.renewable,
+    })
+}
+
+fn response_json(s: &Salting<'_>, resp: &Response) -> Value {
+    let mut out = Map::new();
+    if let Some(raw) = &resp.raw {
+        // Raw bodies (`sys/health`, ...) carry no secrets of a request, but salt them anyway.
+        out.insert(
+            "data".into(),
+            raw.body.as_ref().map(|b| s.leaves(b)).unwrap_or(Value::Null),
+        );
+        return Value::Object(out);
+    }
+    if let Some(data) = &resp.data {
+        let mut v = s.data(data);
+        if s.elide_list_responses {
+            if let Some(Value::Array(keys)) = data.get("keys") {
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("keys".into(), json!(keys.len()));
+                }
+            }
+        }
+        out.insert("data".into(), v);
+    }
+    if !resp.lease_id.is_empty() {
+        out.insert(
+            "secret".into(),
+            json!({"lease_id": resp.lease_id, "lease_duration": resp.lease_duration, "renewable": resp.renewable}),
+        );
+    }
+    if let Some(a) = &resp.auth {
+        out.insert("auth".into(), response_auth(s, a));
+    }
+    if !resp.warnings.is_empty() {
+        out.insert("warnings".into(), json!(resp.warnings));
+    }
+    out.insert("mount_type".into(), json!(resp.mount_type));
+    Value::Object(out)
+}
+
+/// The request entry, written before the backend runs.
+pub fn request_entry(s: &Salting<'_>, r: &Record<'_>, error: Option<&str>) -> Value {
+    json!({
+        "time": r.time,
+        "type": "request",
+        "auth": auth_of_caller(s, r),
+        "request": request_json(s, r),
+        "error": error.unwrap_or(""),
+    })
+}
+
+/// The response entry, written before the reply leaves.
+pub fn response_entry(
+    s: &Salting<'_>,
+    r: &Record<'_>,
+    resp: Option<&Response>,
+    error: Option<&str>,
+) -> Value {
+    json!({
+        "time": r.time,
+        "type": "response",
+        "auth": auth_of_caller(s, r),
+        "request": request_json(s, r),
+        "response": resp.map(|x| response_json(s, x)).unwrap_or(Value::Null),
+        "error": error.unwrap_or(""),
+    })
+}
+
+/// JSONx (IBM's XML rendering of JSON), as the `jsonx` format writes it.
+pub fn jsonx(v: &Value) -> String {
+    let mut out = String::from(r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    jsonx_value(&mut out, None, v, true);
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn jsonx_value(out: &mut String, name: Option<&str>, v: &Value, root: bool) {
+    let ns = if root {
+        r#" xmlns:json="http://www.ibm.com/xmlns/prod/2009/jsonx""#
+    } else {
+        ""
+    };
+    let attr = name
+        .map(|n| format!(r#" name="{}""#, xml_escape(n)))
+        .unwrap_or_default();
+    let (tag, body) = match v {
+        Value::Null => ("null", None),
+        Value::Bool(b) => ("boolean", Some(b.to_string())),
+        Value::Number(n) => ("number", Some(n.to_string())),
+        Value::String(s) => ("string", Some(xml_escape(s))),
+        Value::Array(items) => {
+            out.push_str(&format!("<json:array{attr}{ns}>"));
+            for i in items {
+                jsonx_value(out, None, i, false);
+            }
+            out.push_str("</json:array>");
+            return;
+        }
+        Value::Object(m) => {
+            out.push_str(&format!("<json:object{attr}{ns}>"));
+            for (k, x) in m {
+                jsonx_value(out, Some(k), x, false);
+            }
+            out.push_str("</json:object>");
+            return;
+        }
+    };
+    match body {
+        Some(b) => out.push_str(&format!("<json:{tag}{attr}{ns}>{b}</json:{tag}>")),
+        None => out.push_str(&format!("<json:{tag}{attr}{ns}/>")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logical::Operation;
+
+    #[test]
+    fn hashes_tokens_and_data_but_not_paths_or_lease_ids() {
+        let mut req = Request::new(Operation::Update, "secret/data/app").with_token("hvs.abc");
+        req.data.insert("password".into(), json!("hunter2"));
+        req.data.insert("lease_id".into(), json!("aws/creds/r/x"));
+        req.data.insert("nested".into(), json!({"a": ["b", 1]}));
+        let caller = Caller {
+            accessor: "acc".into(),
+            policies: vec!["default".into()],
+            ..Default::default()
+        };
+        let r = Record {
+            req: &req,
+            token: TokenInfo { caller: Some(&caller), token_type: "service", token_ttl: 0 },
+            time: "t",
+        };
+        let s = Salting { salt: b"salt", log_raw: false, hmac_accessor: true, elide_list_responses: false };
+        let e = request_entry(&s, &r, None);
+        let text = e.to_string();
+        assert!(!text.contains("hvs.abc") && !text.contains("hunter2"));
+        assert!(!text.contains("\"acc\""));
+        assert_eq!(e["request"]["path"], "secret/data/app");
+        assert_eq!(e["request"]["data"]["lease_id"], "aws/creds/r/x");
+        assert_eq!(e["request"]["data"]["password"], hmac_hex(b"salt", "hunter2"));
+        assert_eq!(e["request"]["data"]["nested"]["a"][1], 1);
+        assert_eq!(e["auth"]["policies"][0], "default");
+
+        let raw = Salting { salt: b"salt", log_raw: true, hmac_accessor: true, elide_list_responses: false };
+        assert_eq!(request_entry(&raw, &r, None)["request"]["data"]["password"], "hunter2");
+        let plain_acc = Salting { salt: b"salt", log_raw: false, hmac_accessor: false, elide_list_responses: false };
+        assert_eq!(request_entry(&plain_acc, &r, None)["auth"]["accessor"], "acc");
+    }
+
+    #[test]
+    fn elides_lists_and_renders_jsonx() {
+        let req = Request::new(Operation::List, "secret/metadata/");
+        let r = Record { req: &req, token: TokenInfo::default(), time: "t" };
+        let mut m = Map::new();
+        m.insert("keys".into(), json!(["a", "b"]));
+        let resp = Response::data(m);
+        let s = Salting { salt: b"k", log_raw: false, hmac_accessor: true, elide_list_responses: true };
+        let e = response_entry(&s, &r, Some(&resp), None);
+        assert_eq!(e["response"]["data"]["keys"], 2);
+        let x = jsonx(&json!({"a": "<b>", "n": null}));
+        assert!(x.contains(r#"<json:string name="a">&lt;b&gt;</json:string>"#));
+        assert!(x.contains(r#"<json:null name="n"/>"#));
+    }
+}

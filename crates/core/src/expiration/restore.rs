@@ -1,0 +1,99 @@
+//! Restore at unseal, and quarantine of unreadable records.
+//!
+//! The schedule is rebuilt from the compact index (`idx/`), page by page; bodies are only
+//! read when a lease is due. A record that cannot be read is quarantined and reported:
+//! never a reason to seal or to stop.
+
+use lessor_storage::WriteOp;
+use serde_json::json;
+
+use super::{Expiration, INDEX_PREFIX, IndexEntry, LeaseState, QUARANTINE_PREFIX};
+use crate::Result;
+
+const PAGE: usize = 2000;
+
+impl Expiration {
+    /// Rebuilds the schedule from the index. Returns how many leases were scheduled.
+    pub async fn restore(&self) -> Result<usize> {
+        let mut n = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = match self.storage.scan(INDEX_PREFIX, after.as_deref(), PAGE).await {
+                Ok(page) => page,
+                Err(err) => {
+                    // One bad value fails a whole page: walk its keys one by one instead.
+                    tracing::warn!(error = %err, "lease index page unreadable; reading it key by key");
+                    self.index_page_by_key(after.as_deref()).await?
+                }
+            };
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            let full = page.len() == PAGE;
+            for (key, raw) in page {
+                let id = &key[INDEX_PREFIX.len()..];
+                match serde_json::from_slice::<IndexEntry>(&raw) {
+                    Ok(ix) if ix.s != LeaseState::Irrevocable && ix.e > 0 => {
+                        self.schedule.insert(id, ix.e);
+                        n += 1;
+                    }
+                    Ok(_) => {}
+                    Err(err) => self.quarantine(id, &format!("corrupt index entry: {err}")).await,
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn index_page_by_key(&self, after: Option<&str>) -> Result<Vec<(String, Vec<u8>)>> {
+        let keys = self.storage.scan_keys(INDEX_PREFIX, after, PAGE).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.storage.get(&key).await {
+                Ok(Some(v)) => out.push((key, v)),
+                Ok(None) => {}
+                Err(err) => {
+                    let id = key[INDEX_PREFIX.len()..].to_string();
+                    self.quarantine(&id, &format!("unreadable index entry: {err}")).await;
+                    // Keep the key in the page so the walk moves past it.
+                    out.push((key, Vec::new()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets a lease aside: unscheduled, its record kept, the reason listed.
+    pub async fn quarantine(&self, id: &str, reason: &str) {
+        tracing::error!(lease_id = %id, reason = %reason, "lease record quarantined");
+        self.schedule.remove(id);
+        let marker = json!({"reason": reason, "time": crate::clock::rfc3339(self.clock.now_unix())});
+        let raw = serde_json::to_vec(&marker).unwrap_or_default();
+        let ops = vec![
+            WriteOp::Put(format!("{QUARANTINE_PREFIX}{id}"), raw),
+            // The index would only bring it back at the next unseal.
+            WriteOp::Delete(format!("{INDEX_PREFIX}{id}")),
+        ];
+        if let Err(err) = self.storage.batch(ops).await {
+            tracing::error!(lease_id = %id, error = %err, "cannot record quarantine");
+        }
+    }
+
+    /// Quarantined lease ids with their reasons.
+    pub async fn quarantined(&self) -> Result<Vec<(String, serde_json::Value)>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.storage.scan(QUARANTINE_PREFIX, after.as_deref(), PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (k, v) in page {
+                let reason = serde_json::from_slice(&v).unwrap_or(serde_json::Value::Null);
+                out.push((k[QUARANTINE_PREFIX.len()..].to_string(), reason));
+            }
+        }
+        Ok(out)
+    }
+}
