@@ -172,7 +172,12 @@ class ServerProcess:
             try:
                 r = requests.get(f"{self.url}/v1/sys/health", timeout=2)
                 if r.status_code in (200, 429, 472, 473, 501, 503):
-                    return
+                    # Still alive a moment later: the answer came from this process, not from
+                    # another one that took the port while this one failed to bind it.
+                    time.sleep(0.1)
+                    if self.proc is not None and self.proc.poll() is None:
+                        return
+                    continue
             except requests.RequestException:
                 pass
             time.sleep(0.05)
@@ -261,12 +266,24 @@ def _dev_argv(port: int) -> list[str]:
     ]
 
 
-def start_dev_server(log_dir: Path) -> ServerProcess:
-    port = free_port()
-    server = ServerProcess(_dev_argv(port), port, log_dir / f"dev-{port}.log")
-    server.start()
-    wait_active(server.url)
-    return server
+def port_was_taken(error: RuntimeError) -> bool:
+    """A free port can be taken by another process between free_port() and the bind."""
+    return "already in use" in str(error).lower()
+
+
+def start_dev_server(log_dir: Path, attempts: int = 3) -> ServerProcess:
+    for attempt in range(attempts):
+        port = free_port()
+        server = ServerProcess(_dev_argv(port), port, log_dir / f"dev-{port}.log")
+        try:
+            server.start()
+        except RuntimeError as error:
+            if attempt + 1 < attempts and port_was_taken(error):
+                continue
+            raise
+        wait_active(server.url)
+        return server
+    raise RuntimeError("unreachable")
 
 
 def wait_active(url: str, timeout: float = READY_TIMEOUT) -> None:
@@ -338,9 +355,24 @@ class FileServer:
     def running(self) -> bool:
         return self._server.running
 
-    def start(self) -> "FileServer":
-        self._server.start()
+    def start(self, attempts: int = 3) -> "FileServer":
+        """Starts on the same port as before when possible, else on a new one."""
+        for attempt in range(attempts):
+            try:
+                self._server.start()
+                return self
+            except RuntimeError as error:
+                if attempt + 1 >= attempts or not port_was_taken(error):
+                    raise
+                self._move_to_new_port()
         return self
+
+    def _move_to_new_port(self) -> None:
+        self.port = free_port()
+        self.cluster_port = free_port()
+        self.config_path.write_text(self._config())
+        self._server.port = self.port
+        self._server.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self._server.stop()
