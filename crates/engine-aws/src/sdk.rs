@@ -3,9 +3,11 @@
 //! without a parsable code.
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_iam::config::Region;
 use aws_sdk_iam::error::ProvideErrorMetadata;
@@ -53,9 +55,17 @@ pub async fn build_with(cfg: &RootConfig, access_key: &str, secret_key: &str) ->
     } else {
         RetryConfig::adaptive().with_max_attempts(cfg.max_retries.saturating_add(1) as u32)
     };
+    // Bounded calls: a hung endpoint must fail the request (or the revocation, which is
+    // then retried with backoff) rather than hold it forever.
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_secs(80))
+        .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.clone()))
-        .retry_config(retry);
+        .retry_config(retry)
+        .timeout_config(timeouts);
     if !access_key.is_empty() && !secret_key.is_empty() {
         loader = loader.credentials_provider(Credentials::new(
             access_key,
@@ -125,7 +135,12 @@ impl AwsError {
                 .find(|c| body.contains(*c))
                 .map(|c| c.to_string())
         });
-        let message = match (&code, e.message()) {
+        // Bodies the SDK could not parse still carry a readable <Message>.
+        let raw_message = body
+            .split_once("<Message>")
+            .and_then(|(_, rest)| rest.split_once("</Message>"))
+            .map(|(m, _)| m.to_string());
+        let message = match (&code, e.message().map(str::to_string).or(raw_message)) {
             (Some(c), Some(m)) => format!("{c}: {m}"),
             (Some(c), None) => match status {
                 Some(s) => format!("{c} (HTTP {s})"),

@@ -402,3 +402,169 @@ async fn tick(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Crash recovery of rotations against a real moto server (skipped when the project's
+    //! venv has no `moto_server`).
+    use super::*;
+    use crate::config::RootConfig;
+    use lessor_storage::inmem::InMem;
+
+    struct Moto(std::process::Child, u16);
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn start_moto() -> Option<Moto> {
+        let bin =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
+        if !bin.exists() {
+            eprintln!("skipped: {} not found", bin.display());
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = std::process::Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let m = Moto(child, port);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(m);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    async fn admin(port: u16) -> Clients {
+        let mut cfg = RootConfig {
+            access_key: "bootstrap".into(),
+            secret_key: "bootstrap".into(),
+            iam_endpoint: format!("http://127.0.0.1:{port}"),
+            sts_endpoint: format!("http://127.0.0.1:{port}"),
+            max_retries: 0,
+            ..RootConfig::unset()
+        };
+        let boot = crate::sdk::build(&cfg).await;
+        boot.iam
+            .create_user()
+            .user_name("admin")
+            .send()
+            .await
+            .unwrap();
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        boot.iam
+            .put_user_policy()
+            .user_name("admin")
+            .policy_name("all")
+            .policy_document(policy)
+            .send()
+            .await
+            .unwrap();
+        let key = boot
+            .iam
+            .create_access_key()
+            .user_name("admin")
+            .send()
+            .await
+            .unwrap();
+        let key = key.access_key().unwrap();
+        cfg.access_key = key.access_key_id().into();
+        cfg.secret_key = key.secret_access_key().into();
+        crate::sdk::build(&cfg).await
+    }
+
+    async fn keys(c: &Clients, user: &str) -> Vec<String> {
+        let out = c
+            .iam
+            .list_access_keys()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap();
+        out.access_key_metadata()
+            .iter()
+            .filter_map(|k| k.access_key_id().map(String::from))
+            .collect()
+    }
+
+    async fn new_key(c: &Clients, user: &str) -> StaticCreds {
+        let out = c
+            .iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .unwrap();
+        let k = out.access_key().unwrap();
+        StaticCreds {
+            access_key: k.access_key_id().into(),
+            secret_key: k.secret_access_key().into(),
+            expiration: now() + 60,
+        }
+    }
+
+    #[tokio::test]
+    async fn interrupted_rotations_end_with_exactly_the_stored_key() {
+        let Some(moto) = start_moto() else { return };
+        let c = admin(moto.1).await;
+        let s: Arc<dyn Storage> = Arc::new(InMem::new());
+        let role = StaticRole {
+            username: "svc".into(),
+            rotation_period: 60,
+        };
+        c.iam.create_user().user_name("svc").send().await.unwrap();
+        let intent = Intent {
+            username: "svc".into(),
+        };
+
+        // Crash after CreateAccessKey, before the new key was persisted: rolled back.
+        let k1 = new_key(&c, "svc").await;
+        store_json(&s, "static-creds/r", &k1).await.unwrap();
+        let _k2 = new_key(&c, "svc").await;
+        store_json(&s, "static-intent/r", &intent).await.unwrap();
+        recover(&c, &s, "r", &role).await.unwrap();
+        assert_eq!(keys(&c, "svc").await, vec![k1.access_key.clone()]);
+        assert!(s.get("static-intent/r").await.unwrap().is_none());
+
+        // Crash after persisting, before the old key was deleted: finished.
+        let k3 = new_key(&c, "svc").await;
+        store_json(&s, "static-creds/r", &k3).await.unwrap();
+        store_json(&s, "static-intent/r", &intent).await.unwrap();
+        recover(&c, &s, "r", &role).await.unwrap();
+        assert_eq!(keys(&c, "svc").await, vec![k3.access_key.clone()]);
+
+        // The stored key is gone (deleted by hand): a full rotation restores one good key.
+        c.iam
+            .delete_access_key()
+            .user_name("svc")
+            .access_key_id(&k3.access_key)
+            .send()
+            .await
+            .unwrap();
+        let _stray = new_key(&c, "svc").await;
+        store_json(&s, "static-intent/r", &intent).await.unwrap();
+        recover(&c, &s, "r", &role).await.unwrap();
+        let stored: StaticCreds = load_json(&s, "static-creds/r").await.unwrap().unwrap();
+        assert_eq!(keys(&c, "svc").await, vec![stored.access_key]);
+
+        // A plain rotation with two keys present makes room first and ends with one.
+        let _extra = new_key(&c, "svc").await;
+        rotate(&c, &s, "r", &role).await.unwrap();
+        let stored: StaticCreds = load_json(&s, "static-creds/r").await.unwrap().unwrap();
+        assert_eq!(keys(&c, "svc").await, vec![stored.access_key]);
+    }
+}
