@@ -16,8 +16,9 @@
 //! - **Counting is cheap.** Counters live in memory and follow the lease manager's events
 //!   (`reserved`/token `issued` add one, `revoked` takes one away). They are rebuilt at
 //!   unseal, and for a new rule at its creation, by one pass over the lease records under
-//!   the rule's path; no request ever scans. A request admitted but not yet reserved holds
-//!   a slot, so concurrent requests cannot overshoot the limit.
+//!   the rule's path (lease index keys only, no body decrypted); no request ever scans.
+//!   A request admitted but not yet reserved holds a slot, so concurrent requests cannot
+//!   overshoot the limit.
 //!
 //! Rules are stored through the barrier under `sys/quotas/lease-count/<name>`.
 
@@ -82,7 +83,11 @@ fn exceeded(path: &str) -> Error {
 
 impl LeaseQuotas {
     pub fn new(storage: Arc<dyn Storage>, leases: Arc<dyn Storage>) -> Arc<Self> {
-        Arc::new(LeaseQuotas { storage, leases, rules: RwLock::new(BTreeMap::new()) })
+        Arc::new(LeaseQuotas {
+            storage,
+            leases,
+            rules: RwLock::new(BTreeMap::new()),
+        })
     }
 
     /// Loads the rules and counts the leases under each: at unseal, before the scheduler
@@ -98,7 +103,13 @@ impl LeaseQuotas {
         let mut map = self.rules.write();
         map.clear();
         for (rule, n) in rules.into_iter().zip(counts) {
-            let live = Live { rule, counts: Mutex::new(Counts { leases: n, inflight: 0 }) };
+            let live = Live {
+                rule,
+                counts: Mutex::new(Counts {
+                    leases: n,
+                    inflight: 0,
+                }),
+            };
             map.insert(live.rule.name.clone(), Arc::new(live));
         }
         Ok(map.len())
@@ -127,11 +138,11 @@ impl LeaseQuotas {
         let base = format!("{LEASE_ID_PREFIX}{scope}");
         let mut after: Option<String> = None;
         loop {
-            // Keys are all this needs; a keys-only scan would spare decrypting the bodies.
-            let page = self.leases.scan(&base, after.as_deref(), 1000).await?;
-            let Some((last, _)) = page.last() else { break };
+            // Keys only: no lease body is decrypted to count it.
+            let page = self.leases.scan_keys(&base, after.as_deref(), 1000).await?;
+            let Some(last) = page.last() else { break };
             after = Some(last.clone());
-            for (key, _) in &page {
+            for key in &page {
                 let id = &key[LEASE_ID_PREFIX.len()..];
                 for (rule, n) in rules.iter().zip(counts.iter_mut()) {
                     if rule.covers(id) {
@@ -149,9 +160,19 @@ impl LeaseQuotas {
         let [n] = self.count(std::slice::from_ref(&rule), &rule.path).await?[..] else {
             return Err(Error::internal("lease count mismatch"));
         };
-        self.storage.put(&format!("{RULE_PREFIX}{}", rule.name), raw).await?;
-        let live = Live { rule, counts: Mutex::new(Counts { leases: n, inflight: 0 }) };
-        self.rules.write().insert(live.rule.name.clone(), Arc::new(live));
+        self.storage
+            .put(&format!("{RULE_PREFIX}{}", rule.name), raw)
+            .await?;
+        let live = Live {
+            rule,
+            counts: Mutex::new(Counts {
+                leases: n,
+                inflight: 0,
+            }),
+        };
+        self.rules
+            .write()
+            .insert(live.rule.name.clone(), Arc::new(live));
         Ok(())
     }
 

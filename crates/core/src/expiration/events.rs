@@ -25,8 +25,8 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::{ID_PREFIX, LeaseEntry, LeaseKind, LeaseState};
-use crate::clock::Clock;
 use crate::Result;
+use crate::clock::Clock;
 
 /// Events a subscriber may fall behind by before it is dropped.
 pub const BUFFER: usize = 4096;
@@ -100,7 +100,11 @@ impl LeaseEvent {
 
     /// A token lease written: `issued` the first time, `renewed` when it was already known.
     pub fn upsert(e: &LeaseEntry, known: bool, now: i64) -> Self {
-        let kind = if known { EventKind::Renewed } else { EventKind::Issued };
+        let kind = if known {
+            EventKind::Renewed
+        } else {
+            EventKind::Issued
+        };
         Self::of(kind, e, now)
     }
 
@@ -315,8 +319,14 @@ impl Subscription {
             return;
         }
         self.soon.insert((expire - before, id.to_string()));
-        self.tracked
-            .insert(id.to_string(), Tracked { expire, mount: mount.to_string(), token });
+        self.tracked.insert(
+            id.to_string(),
+            Tracked {
+                expire,
+                mount: mount.to_string(),
+                token,
+            },
+        );
     }
 
     /// Updates the timer from an event of a matching lease.
@@ -460,11 +470,28 @@ mod tests {
     async fn filters_by_prefix_and_hides_reservations() {
         let (hub, _) = hub();
         let mut sub = hub.subscribe("test/creds/a", None).await.unwrap();
-        hub.emit(LeaseEvent::of(EventKind::Reserved, &entry("test/creds/a/1", 400), 100));
-        hub.emit(LeaseEvent::of(EventKind::Issued, &entry("test/creds/b/1", 400), 100));
-        hub.emit(LeaseEvent::of(EventKind::Issued, &entry("test/creds/a/1", 400), 100));
-        let Some(Item::Event(ev)) = sub.try_next() else { panic!("an event") };
-        assert_eq!((ev.kind, ev.lease_id.as_str()), (EventKind::Issued, "test/creds/a/1"));
+        hub.emit(LeaseEvent::of(
+            EventKind::Reserved,
+            &entry("test/creds/a/1", 400),
+            100,
+        ));
+        hub.emit(LeaseEvent::of(
+            EventKind::Issued,
+            &entry("test/creds/b/1", 400),
+            100,
+        ));
+        hub.emit(LeaseEvent::of(
+            EventKind::Issued,
+            &entry("test/creds/a/1", 400),
+            100,
+        ));
+        let Some(Item::Event(ev)) = sub.try_next() else {
+            panic!("an event")
+        };
+        assert_eq!(
+            (ev.kind, ev.lease_id.as_str()),
+            (EventKind::Issued, "test/creds/a/1")
+        );
         assert!(!ev.data_json().to_string().contains("never in an event"));
         assert_eq!(sub.try_next(), None);
     }
@@ -485,7 +512,11 @@ mod tests {
         let (hub, _) = hub();
         let mut sub = hub.subscribe("", None).await.unwrap();
         for i in 0..BUFFER + 10 {
-            hub.emit(LeaseEvent::of(EventKind::Issued, &entry(&format!("test/x/{i}"), 400), 100));
+            hub.emit(LeaseEvent::of(
+                EventKind::Issued,
+                &entry(&format!("test/x/{i}"), 400),
+                100,
+            ));
         }
         assert_eq!(sub.try_next(), Some(Item::Lagged));
         assert_eq!(sub.try_next(), None);
@@ -495,20 +526,44 @@ mod tests {
     #[tokio::test]
     async fn expiring_soon_follows_renewals_and_revocations() {
         let (hub, clock) = hub();
-        let mut sub = hub.subscribe("", Some(Duration::from_secs(30))).await.unwrap();
-        hub.emit(LeaseEvent::of(EventKind::Issued, &entry("test/a", 200), 100));
-        hub.emit(LeaseEvent::of(EventKind::Issued, &entry("test/b", 200), 100));
+        let mut sub = hub
+            .subscribe("", Some(Duration::from_secs(30)))
+            .await
+            .unwrap();
+        hub.emit(LeaseEvent::of(
+            EventKind::Issued,
+            &entry("test/a", 200),
+            100,
+        ));
+        hub.emit(LeaseEvent::of(
+            EventKind::Issued,
+            &entry("test/b", 200),
+            100,
+        ));
         assert!(matches!(sub.try_next(), Some(Item::Event(_))));
         assert!(matches!(sub.try_next(), Some(Item::Event(_))));
-        hub.emit(LeaseEvent::of(EventKind::Revoked, &entry("test/b", 200), 150));
-        hub.emit(LeaseEvent::of(EventKind::Renewed, &entry("test/a", 300), 150));
+        hub.emit(LeaseEvent::of(
+            EventKind::Revoked,
+            &entry("test/b", 200),
+            150,
+        ));
+        hub.emit(LeaseEvent::of(
+            EventKind::Renewed,
+            &entry("test/a", 300),
+            150,
+        ));
         clock.advance(100); // now 200: a would have been due at 170, is now due at 270
         assert!(matches!(sub.try_next(), Some(Item::Event(e)) if e.kind == EventKind::Revoked));
         assert!(matches!(sub.try_next(), Some(Item::Event(e)) if e.kind == EventKind::Renewed));
         assert_eq!(sub.try_next(), None);
         clock.advance(70);
-        let Some(Item::Event(ev)) = sub.try_next() else { panic!("expiring-soon") };
-        assert_eq!((ev.kind, ev.lease_id.as_str(), ev.ttl()), (EventKind::ExpiringSoon, "test/a", 30));
+        let Some(Item::Event(ev)) = sub.try_next() else {
+            panic!("expiring-soon")
+        };
+        assert_eq!(
+            (ev.kind, ev.lease_id.as_str(), ev.ttl()),
+            (EventKind::ExpiringSoon, "test/a", 30)
+        );
         assert_eq!(sub.try_next(), None, "announced once");
     }
 }

@@ -39,7 +39,11 @@ mod tests {
     use super::*;
 
     fn rule(path: &str) -> LeaseCountRule {
-        LeaseCountRule { name: "q".into(), path: normalize(path), max_leases: 1 }
+        LeaseCountRule {
+            name: "q".into(),
+            path: normalize(path),
+            max_leases: 1,
+        }
     }
 
     #[test]

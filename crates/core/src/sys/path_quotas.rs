@@ -14,19 +14,33 @@ use crate::{Error, Result};
 
 pub(super) fn paths(s: &SysRef) -> Vec<Path> {
     vec![
-        Path::new("quotas/lease-count/?", Arc::new(ListQuotas(s.clone())))
-            .ops(&[Operation::List]),
-        Path::new("quotas/lease-count/(?P<name>[^/]+)", Arc::new(OneQuota(s.clone())))
-            .fields(vec![
-                field::str("name", "The name of the quota."),
-                field::str("path", "A mount or a path below one; empty for a global quota."),
-                field::int("max_leases", "Maximum number of leases allowed by the quota."),
-                field::str("type", "The quota type: lease-count."),
-                field::bool("inheritable", "Accepted for compatibility; quotas here are global."),
-                field::str("role", "Accepted for compatibility; login roles are not scoped."),
-            ])
-            .ops(&[Operation::Read, Operation::Update, Operation::Delete])
-            .help("Lease-count quotas: at most max_leases live leases under a path."),
+        Path::new("quotas/lease-count/?", Arc::new(ListQuotas(s.clone()))).ops(&[Operation::List]),
+        Path::new(
+            "quotas/lease-count/(?P<name>[^/]+)",
+            Arc::new(OneQuota(s.clone())),
+        )
+        .fields(vec![
+            field::str("name", "The name of the quota."),
+            field::str(
+                "path",
+                "A mount or a path below one; empty for a global quota.",
+            ),
+            field::int(
+                "max_leases",
+                "Maximum number of leases allowed by the quota.",
+            ),
+            field::str("type", "The quota type: lease-count."),
+            field::bool(
+                "inheritable",
+                "Accepted for compatibility; quotas here are global.",
+            ),
+            field::str(
+                "role",
+                "Accepted for compatibility; login roles are not scoped.",
+            ),
+        ])
+        .ops(&[Operation::Read, Operation::Update, Operation::Delete])
+        .help("Lease-count quotas: at most max_leases live leases under a path."),
     ]
 }
 
@@ -34,7 +48,12 @@ struct ListQuotas(SysRef);
 
 #[async_trait]
 impl PathHandler for ListQuotas {
-    async fn handle(&self, _ctx: &Ctx<'_>, _op: Operation, _d: &FieldData) -> Result<Option<Response>> {
+    async fn handle(
+        &self,
+        _ctx: &Ctx<'_>,
+        _op: Operation,
+        _d: &FieldData,
+    ) -> Result<Option<Response>> {
         let (_, active) = self.0.active()?;
         Response::list(active.quotas.names())
     }
@@ -44,7 +63,12 @@ struct OneQuota(SysRef);
 
 #[async_trait]
 impl PathHandler for OneQuota {
-    async fn handle(&self, _ctx: &Ctx<'_>, op: Operation, d: &FieldData) -> Result<Option<Response>> {
+    async fn handle(
+        &self,
+        _ctx: &Ctx<'_>,
+        op: Operation,
+        d: &FieldData,
+    ) -> Result<Option<Response>> {
         let (_, active) = self.0.active()?;
         let name = d.string("name");
         match op {
@@ -83,7 +107,14 @@ impl PathHandler for OneQuota {
                 if !path.is_empty() && active.router.matching(&format!("{path}/")).is_none() {
                     return Err(Error::bad(format!("invalid mount path {path:?}")));
                 }
-                active.quotas.put(LeaseCountRule { name, path, max_leases }).await?;
+                active
+                    .quotas
+                    .put(LeaseCountRule {
+                        name,
+                        path,
+                        max_leases,
+                    })
+                    .await?;
                 Ok(None)
             }
         }
