@@ -110,7 +110,9 @@ fn opt_bool(o: &BTreeMap<String, String>, key: &str, default: bool) -> Result<bo
         Some(s) => match s.as_str() {
             "true" | "1" | "t" => Ok(true),
             "false" | "0" | "f" => Ok(false),
-            _ => Err(Error::bad(format!("unable to parse '{key}': invalid boolean {s:?}"))),
+            _ => Err(Error::bad(format!(
+                "unable to parse '{key}': invalid boolean {s:?}"
+            ))),
         },
     }
 }
@@ -284,7 +286,10 @@ impl Broker {
         let mut devices = Vec::new();
         let declared = self.declared.lock().clone();
         for entry in declared.into_iter().chain(load_table(storage).await?) {
-            if devices.iter().any(|d: &Arc<Device>| d.entry.path == entry.path) {
+            if devices
+                .iter()
+                .any(|d: &Arc<Device>| d.entry.path == entry.path)
+            {
                 tracing::error!(audit_path = %entry.path, "audit path declared twice; the first wins");
                 continue;
             }
@@ -292,7 +297,9 @@ impl Broker {
             let path = entry.path.clone();
             match Device::build(entry, salt) {
                 Ok(d) => devices.push(Arc::new(d)),
-                Err(e) => tracing::error!(audit_path = %path, error = %e, "cannot enable audit device"),
+                Err(e) => {
+                    tracing::error!(audit_path = %path, error = %e, "cannot enable audit device")
+                }
             }
         }
         tracing::info!(devices = devices.len(), "audit devices enabled");
@@ -424,7 +431,8 @@ impl Broker {
         resp: Option<&Response>,
         error: Option<&str>,
     ) -> Result<()> {
-        self.log(|s| format::response_entry(s, rec, resp, error)).await
+        self.log(|s| format::response_entry(s, rec, resp, error))
+            .await
     }
 
     /// The `sys/audit` listing.
@@ -457,7 +465,13 @@ fn token_info<'a>(req: &'a Request, token: Option<&'a TokenEntry>) -> TokenInfo<
     TokenInfo {
         caller: req.caller.as_ref(),
         token_type: token
-            .map(|t| if t.token_type.is_empty() { "service" } else { t.token_type.as_str() })
+            .map(|t| {
+                if t.token_type.is_empty() {
+                    "service"
+                } else {
+                    t.token_type.as_str()
+                }
+            })
             .unwrap_or(""),
         token_ttl: token.map(|t| t.creation_ttl).unwrap_or(0),
     }
@@ -465,12 +479,20 @@ fn token_info<'a>(req: &'a Request, token: Option<&'a TokenEntry>) -> TokenInfo<
 
 impl Core {
     /// Records the request before its backend runs; `Err` (500) when no device could.
-    pub(crate) async fn audit_request(&self, req: &Request, token: Option<&TokenEntry>) -> Result<()> {
+    pub(crate) async fn audit_request(
+        &self,
+        req: &Request,
+        token: Option<&TokenEntry>,
+    ) -> Result<()> {
         if !self.audit.is_enabled() {
             return Ok(());
         }
         let time = now_rfc3339_nano();
-        let rec = Record { req, token: token_info(req, token), time: &time };
+        let rec = Record {
+            req,
+            token: token_info(req, token),
+            time: &time,
+        };
         self.audit.log_request(&rec, None).await
     }
 
@@ -489,7 +511,11 @@ impl Core {
             return Ok(());
         }
         let time = now_rfc3339_nano();
-        let rec = Record { req, token: token_info(req, token), time: &time };
+        let rec = Record {
+            req,
+            token: token_info(req, token),
+            time: &time,
+        };
         let msg = error.map(|e| e.messages().join("; "));
         let out = self.audit.log_response(&rec, resp, msg.as_deref()).await;
         if out.is_err() {

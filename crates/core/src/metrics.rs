@@ -28,8 +28,8 @@ use crate::core::Core;
 use crate::logical::{Request, Response};
 use crate::{Error, Result};
 
-pub use registry::{Family, Kind};
 use registry::Histogram;
+pub use registry::{Family, Kind};
 pub use storage::{Metered, StorageTimes};
 
 /// Path classes requests are counted by.
@@ -53,7 +53,10 @@ fn class_of(path: &str) -> usize {
 }
 
 fn status_index(code: u16) -> usize {
-    STATUSES.iter().position(|s| *s == code).unwrap_or(STATUSES.len() - 1)
+    STATUSES
+        .iter()
+        .position(|s| *s == code)
+        .unwrap_or(STATUSES.len() - 1)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -123,10 +126,19 @@ fn lease_target(req: &Request) -> Option<String> {
         return Some(id.clone());
     }
     let p = req.path.trim_start_matches('/');
-    ["sys/leases/renew/", "sys/leases/revoke/", "sys/renew/", "sys/revoke/", "sys/leases/revoke-prefix/", "sys/leases/revoke-force/", "sys/revoke-prefix/", "sys/revoke-force/"]
-        .iter()
-        .find_map(|pre| p.strip_prefix(pre))
-        .map(str::to_string)
+    [
+        "sys/leases/renew/",
+        "sys/leases/revoke/",
+        "sys/renew/",
+        "sys/revoke/",
+        "sys/leases/revoke-prefix/",
+        "sys/leases/revoke-force/",
+        "sys/revoke-prefix/",
+        "sys/revoke-force/",
+    ]
+    .iter()
+    .find_map(|pre| p.strip_prefix(pre))
+    .map(str::to_string)
 }
 
 impl Metrics {
@@ -161,7 +173,11 @@ impl Metrics {
         if let Some(m) = self.by_mount.read().get(mount) {
             return m.clone();
         }
-        self.by_mount.write().entry(mount.to_string()).or_default().clone()
+        self.by_mount
+            .write()
+            .entry(mount.to_string())
+            .or_default()
+            .clone()
     }
 
     pub fn end(&self, core: &Core, probe: Probe, out: &Result<Option<Response>>) {
@@ -196,7 +212,12 @@ impl Metrics {
             return;
         }
         let mount = target
-            .and_then(|id| core.active()?.router.matching(id).map(|m| m.entry.route_path()))
+            .and_then(|id| {
+                core.active()?
+                    .router
+                    .matching(id)
+                    .map(|m| m.entry.route_path())
+            })
             .unwrap_or_else(|| "unknown".into());
         self.mount_ops(&mount).by_op[idx].fetch_add(1, Ordering::Relaxed);
     }
@@ -220,68 +241,179 @@ impl Metrics {
     pub async fn families(&self, core: &Core) -> Result<Vec<Family>> {
         let mut out = Vec::new();
         let sealed = core.sealed();
-        out.push(Family::one("vault.core.unsealed", Kind::Gauge, "1 when unsealed.", if sealed { 0.0 } else { 1.0 }));
+        out.push(Family::one(
+            "vault.core.unsealed",
+            Kind::Gauge,
+            "1 when unsealed.",
+            if sealed { 0.0 } else { 1.0 },
+        ));
         if let Some(c) = self.census(core).await? {
-            out.push(Family::one("vault.expire.num_leases", Kind::Gauge, "Leases (secrets and tokens) recorded.", c.total as f64));
-            out.push(Family::one("vault.expire.num_irrevocable_leases", Kind::Gauge, "Leases out of revocation attempts.", c.irrevocable as f64));
-            let mut f = Family::new("lessor.expire.leases", Kind::Gauge, "Leases by mount and state.");
+            out.push(Family::one(
+                "vault.expire.num_leases",
+                Kind::Gauge,
+                "Leases (secrets and tokens) recorded.",
+                c.total as f64,
+            ));
+            out.push(Family::one(
+                "vault.expire.num_irrevocable_leases",
+                Kind::Gauge,
+                "Leases out of revocation attempts.",
+                c.irrevocable as f64,
+            ));
+            let mut f = Family::new(
+                "lessor.expire.leases",
+                Kind::Gauge,
+                "Leases by mount and state.",
+            );
             for ((mount, state), n) in &c.by_mount_state {
-                f = f.with(vec![("mount", mount.clone()), ("state", state.to_string())], *n as f64);
+                f = f.with(
+                    vec![("mount", mount.clone()), ("state", state.to_string())],
+                    *n as f64,
+                );
             }
             out.push(f);
-            let mut f = Family::new("lessor.expire.leases_retrying", Kind::Gauge, "Leases whose revocation failed and is retried, by mount.");
+            let mut f = Family::new(
+                "lessor.expire.leases_retrying",
+                Kind::Gauge,
+                "Leases whose revocation failed and is retried, by mount.",
+            );
             for (mount, n) in &c.retrying {
                 f = f.with(vec![("mount", mount.clone())], *n as f64);
             }
             out.push(f);
-            out.push(Family::one("lessor.expire.failed_revocation_attempts", Kind::Gauge, "Failed revocation attempts recorded on live leases.", c.failed_attempts as f64));
-            out.push(Family::new("lessor.expire.time_to_expiry_seconds", Kind::Histogram, "Seconds until each lease expires.").with_hist(Vec::new(), c.expiry.clone()));
-            out.push(Family::one("vault.token.count", Kind::Gauge, "Tokens stored.", c.tokens as f64));
+            out.push(Family::one(
+                "lessor.expire.failed_revocation_attempts",
+                Kind::Gauge,
+                "Failed revocation attempts recorded on live leases.",
+                c.failed_attempts as f64,
+            ));
+            out.push(
+                Family::new(
+                    "lessor.expire.time_to_expiry_seconds",
+                    Kind::Histogram,
+                    "Seconds until each lease expires.",
+                )
+                .with_hist(Vec::new(), c.expiry.clone()),
+            );
+            out.push(Family::one(
+                "vault.token.count",
+                Kind::Gauge,
+                "Tokens stored.",
+                c.tokens as f64,
+            ));
         }
         if let Some(active) = core.active() {
-            out.push(Family::one("lessor.expire.scheduled", Kind::Gauge, "Leases in the in-memory expiry schedule.", active.expiration.schedule().len() as f64));
+            out.push(Family::one(
+                "lessor.expire.scheduled",
+                Kind::Gauge,
+                "Leases in the in-memory expiry schedule.",
+                active.expiration.schedule().len() as f64,
+            ));
         }
-        let mut f = Family::new("lessor.requests", Kind::Counter, "Requests by path class and status.");
+        let mut f = Family::new(
+            "lessor.requests",
+            Kind::Counter,
+            "Requests by path class and status.",
+        );
         for (ci, class) in CLASSES.iter().enumerate() {
             for (si, code) in STATUSES.iter().enumerate() {
                 let n = self.requests[ci][si].load(Ordering::Relaxed);
                 if n > 0 {
-                    let status = if *code == 0 { "other".to_string() } else { code.to_string() };
-                    f = f.with(vec![("class", class.to_string()), ("status", status)], n as f64);
+                    let status = if *code == 0 {
+                        "other".to_string()
+                    } else {
+                        code.to_string()
+                    };
+                    f = f.with(
+                        vec![("class", class.to_string()), ("status", status)],
+                        n as f64,
+                    );
                 }
             }
         }
         out.push(f);
-        let mut f = Family::new("lessor.request.duration_ms", Kind::Histogram, "Request latency by path class (ms).");
+        let mut f = Family::new(
+            "lessor.request.duration_ms",
+            Kind::Histogram,
+            "Request latency by path class (ms).",
+        );
         for (ci, class) in CLASSES.iter().enumerate() {
-            f = f.with_hist(vec![("class", class.to_string())], self.request_ms[ci].snapshot());
+            f = f.with_hist(
+                vec![("class", class.to_string())],
+                self.request_ms[ci].snapshot(),
+            );
         }
         out.push(f);
-        let mut f = Family::new("lessor.lease.operations", Kind::Counter, "Successful lease issues, renewals and revocations by mount.");
+        let mut f = Family::new(
+            "lessor.lease.operations",
+            Kind::Counter,
+            "Successful lease issues, renewals and revocations by mount.",
+        );
         for (mount, ops) in self.by_mount.read().iter() {
             for (i, op) in OPS.iter().enumerate() {
-                f = f.with(vec![("mount", mount.clone()), ("op", op.to_string())], ops.by_op[i].load(Ordering::Relaxed) as f64);
+                f = f.with(
+                    vec![("mount", mount.clone()), ("op", op.to_string())],
+                    ops.by_op[i].load(Ordering::Relaxed) as f64,
+                );
             }
         }
         out.push(f);
-        let mut f = Family::new("lessor.lease.operation_errors", Kind::Counter, "Failed lease issues, renewals and revocations.");
-        let mut h = Family::new("lessor.lease.operation_duration_ms", Kind::Histogram, "Latency of lease operations (ms).");
+        let mut f = Family::new(
+            "lessor.lease.operation_errors",
+            Kind::Counter,
+            "Failed lease issues, renewals and revocations.",
+        );
+        let mut h = Family::new(
+            "lessor.lease.operation_duration_ms",
+            Kind::Histogram,
+            "Latency of lease operations (ms).",
+        );
         for (i, op) in OPS.iter().enumerate() {
-            f = f.with(vec![("op", op.to_string())], self.op_errors[i].load(Ordering::Relaxed) as f64);
+            f = f.with(
+                vec![("op", op.to_string())],
+                self.op_errors[i].load(Ordering::Relaxed) as f64,
+            );
             h = h.with_hist(vec![("op", op.to_string())], self.op_ms[i].snapshot());
         }
         out.push(f);
         out.push(h);
-        let mut f = Family::new("lessor.storage.duration_ms", Kind::Histogram, "Latency of storage calls above the barrier (ms).");
+        let mut f = Family::new(
+            "lessor.storage.duration_ms",
+            Kind::Histogram,
+            "Latency of storage calls above the barrier (ms).",
+        );
         for (i, op) in storage::OPS.iter().enumerate() {
-            f = f.with_hist(vec![("op", op.to_string())], self.storage.by_op[i].snapshot());
+            f = f.with_hist(
+                vec![("op", op.to_string())],
+                self.storage.by_op[i].snapshot(),
+            );
         }
         out.push(f);
         let a = &core.audit;
-        out.push(Family::one("lessor.audit.devices", Kind::Gauge, "Audit devices enabled.", a.device_count() as f64));
-        out.push(Family::one("lessor.audit.failed_entries", Kind::Counter, "Entries no device could write (each failed its request).", a.failed_entries.load(Ordering::Relaxed) as f64));
-        out.push(Family::one("lessor.audit.device_errors", Kind::Counter, "Writes that failed on one device.", a.device_errors.load(Ordering::Relaxed) as f64));
-        out.push(Family::one("lessor.audit.entries", Kind::Counter, "Entries written.", a.entries_written.load(Ordering::Relaxed) as f64));
+        out.push(Family::one(
+            "lessor.audit.devices",
+            Kind::Gauge,
+            "Audit devices enabled.",
+            a.device_count() as f64,
+        ));
+        out.push(Family::one(
+            "lessor.audit.failed_entries",
+            Kind::Counter,
+            "Entries no device could write (each failed its request).",
+            a.failed_entries.load(Ordering::Relaxed) as f64,
+        ));
+        out.push(Family::one(
+            "lessor.audit.device_errors",
+            Kind::Counter,
+            "Writes that failed on one device.",
+            a.device_errors.load(Ordering::Relaxed) as f64,
+        ));
+        out.push(Family::one(
+            "lessor.audit.entries",
+            Kind::Counter,
+            "Entries written.",
+            a.entries_written.load(Ordering::Relaxed) as f64,
+        ));
         for (name, help, f) in self.external.read().iter() {
             out.push(Family::one(name, Kind::Gauge, help, f()));
         }
@@ -294,7 +426,10 @@ impl Metrics {
         if prometheus {
             return Ok(Rendered::Text(registry::prometheus(&fams)));
         }
-        Ok(Rendered::Json(registry::json(&fams, &crate::audit::now_rfc3339_nano())))
+        Ok(Rendered::Json(registry::json(
+            &fams,
+            &crate::audit::now_rfc3339_nano(),
+        )))
     }
 }
 
@@ -329,9 +464,13 @@ mod tests {
         assert!(lease_op_of("sys/leases/renew") == Some(LeaseOp::Renew));
         assert!(lease_op_of("auth/token/revoke-self") == Some(LeaseOp::Revoke));
         assert!(lease_op_of("aws/creds/r").is_none());
-        let mut req = Request::new(crate::logical::Operation::Update, "sys/leases/revoke/aws/creds/r/x");
+        let mut req = Request::new(
+            crate::logical::Operation::Update,
+            "sys/leases/revoke/aws/creds/r/x",
+        );
         assert_eq!(lease_target(&req).as_deref(), Some("aws/creds/r/x"));
-        req.data.insert("lease_id".into(), Value::String("kv/y".into()));
+        req.data
+            .insert("lease_id".into(), Value::String("kv/y".into()));
         assert_eq!(lease_target(&req).as_deref(), Some("kv/y"));
         assert_eq!(status_index(418), STATUSES.len() - 1);
     }

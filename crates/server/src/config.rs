@@ -6,6 +6,9 @@
 //! default_lease_ttl = "768h"
 //! max_lease_ttl     = "768h"
 //! api_addr = "http://127.0.0.1:8200"
+//! audit "file" "file" { options { file_path = "/var/log/lessor/audit.log" } }
+//! unsafe_allow_api_audit_creation = true   # false: file devices only from this file
+//! telemetry { metrics_address = "127.0.0.1:9102" }   # unauthenticated metrics listener
 //! ```
 
 use std::collections::BTreeMap;
@@ -57,6 +60,82 @@ pub struct Config {
     /// Seconds a lease reservation may stay pending before its planned credential is
     /// revoked (default 300); tests of crash recovery shorten it.
     pub pending_lease_deadline: Option<i64>,
+    /// Audit devices declared here: enabled at unseal, not removable through the API.
+    pub audit: Vec<AuditDeviceConfig>,
+    /// Whether `sys/audit/:path` may enable `file` devices (default true).
+    pub unsafe_allow_api_audit_creation: Option<bool>,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `audit "<type>" "<path>" { description = "..." options { ... } }`, or
+/// `audit "<type>" { path = "..." options = { ... } }`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditDeviceConfig {
+    pub kind: String,
+    pub path: String,
+    pub description: String,
+    pub options: BTreeMap<String, String>,
+}
+
+/// `telemetry { metrics_address = "127.0.0.1:9102" }`: an unauthenticated listener serving
+/// `/metrics` (Prometheus text) and `/v1/sys/metrics` (`?format=prometheus` or JSON).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TelemetryConfig {
+    pub metrics_address: Option<String>,
+}
+
+fn audit_device(
+    kind: &str,
+    path: Option<&str>,
+    body: &serde_json::Map<String, Value>,
+) -> Result<AuditDeviceConfig, String> {
+    let path = path
+        .map(str::to_string)
+        .or_else(|| body.get("path").and_then(as_string))
+        .unwrap_or_else(|| kind.to_string());
+    let mut options = BTreeMap::new();
+    for block in ["options", "config"] {
+        match body.get(block) {
+            None => {}
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    options.insert(
+                        k.clone(),
+                        as_string(v)
+                            .ok_or_else(|| format!("audit {path}: option {k} must be a string"))?,
+                    );
+                }
+            }
+            Some(Value::Array(items)) => {
+                for i in items {
+                    if let Value::Object(m) = i {
+                        for (k, v) in m {
+                            options.insert(
+                                k.clone(),
+                                as_string(v).ok_or_else(|| {
+                                    format!("audit {path}: option {k} must be a string")
+                                })?,
+                            );
+                        }
+                    }
+                }
+            }
+            Some(_) => return Err(format!("audit {path}: {block} must be a block")),
+        }
+    }
+    // `file_path` may also sit at the top of the block.
+    if let Some(fp) = body.get("file_path").and_then(as_string) {
+        options.entry("file_path".into()).or_insert(fp);
+    }
+    Ok(AuditDeviceConfig {
+        kind: kind.to_string(),
+        path,
+        description: body
+            .get("description")
+            .and_then(as_string)
+            .unwrap_or_default(),
+        options,
+    })
 }
 
 fn as_string(v: &Value) -> Option<String> {
@@ -184,6 +263,40 @@ impl Config {
         cfg.log_level = root.get("log_level").and_then(as_string);
         cfg.log_format = root.get("log_format").and_then(as_string);
         cfg.ui = as_bool(root.get("ui")).map_err(|e| format!("ui: {e}"))?;
+        if let Some(v) = root.get("audit") {
+            for (kind, body) in labelled_blocks(v) {
+                let flat = ["path", "options", "file_path", "description"]
+                    .iter()
+                    .any(|k| body.contains_key(*k));
+                if flat {
+                    cfg.audit.push(audit_device(&kind, None, &body)?);
+                } else {
+                    for (path, inner) in body {
+                        let Value::Object(inner) = inner else {
+                            return Err(format!("audit {kind:?} {path:?}: expected a block"));
+                        };
+                        cfg.audit.push(audit_device(&kind, Some(&path), &inner)?);
+                    }
+                }
+            }
+        }
+        if root.contains_key("unsafe_allow_api_audit_creation") {
+            cfg.unsafe_allow_api_audit_creation = Some(
+                as_bool(root.get("unsafe_allow_api_audit_creation"))
+                    .map_err(|e| format!("unsafe_allow_api_audit_creation: {e}"))?,
+            );
+        }
+        if let Some(v) = root.get("telemetry") {
+            let blocks: Vec<&Value> = match v {
+                Value::Array(items) => items.iter().collect(),
+                other => vec![other],
+            };
+            for b in blocks {
+                if let Some(a) = b.get("metrics_address").and_then(as_string) {
+                    cfg.telemetry.metrics_address = Some(a);
+                }
+            }
+        }
         if let Some(v) = root.get("pending_lease_deadline") {
             cfg.pending_lease_deadline = Some(duration(v, "pending_lease_deadline")?);
         }
@@ -231,6 +344,37 @@ mod tests {
         .unwrap();
         assert_eq!(c.storage.unwrap().kind, "inmem");
         assert!(c.listeners[0].tls_disable);
+    }
+
+    #[test]
+    fn parses_audit_devices_and_telemetry() {
+        let c = Config::parse(
+            r#"
+            audit "file" "to-file" {
+              description = "main"
+              options { file_path = "/tmp/a.log" mode = "0640" }
+            }
+            audit "socket" {
+              path = "sock/"
+              options = { address = "127.0.0.1:9" socket_type = "udp" }
+            }
+            unsafe_allow_api_audit_creation = false
+            telemetry { metrics_address = "127.0.0.1:9102" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.audit.len(), 2);
+        assert_eq!(c.audit[0].path, "to-file");
+        assert_eq!(c.audit[0].kind, "file");
+        assert_eq!(c.audit[0].description, "main");
+        assert_eq!(c.audit[0].options["mode"], "0640");
+        assert_eq!(c.audit[1].path, "sock/");
+        assert_eq!(c.audit[1].options["socket_type"], "udp");
+        assert_eq!(c.unsafe_allow_api_audit_creation, Some(false));
+        assert_eq!(
+            c.telemetry.metrics_address.as_deref(),
+            Some("127.0.0.1:9102")
+        );
     }
 
     #[test]

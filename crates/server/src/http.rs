@@ -133,7 +133,7 @@ fn check_namespace(headers: &HeaderMap) -> Result<(), Error> {
 }
 
 /// `X-Vault-Token` wins; `Authorization: Bearer` otherwise; other schemes are ignored.
-fn token_from(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn token_from(headers: &HeaderMap) -> Option<String> {
     if let Some(t) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) {
         return Some(t.trim().to_string());
     }
@@ -219,6 +219,18 @@ fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
     r
 }
 
+/// A plain body (Prometheus text from `sys/metrics`).
+pub fn text_response(status: StatusCode, content_type: Option<&str>, text: String) -> HttpResponse {
+    let mut r = HttpResponse::new(Body::from(text));
+    *r.status_mut() = status;
+    let ct = HeaderValue::from_str(content_type.unwrap_or("text/plain"))
+        .unwrap_or_else(|_| HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert(header::CONTENT_TYPE, ct);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 fn empty(status: StatusCode) -> HttpResponse {
     let mut r = HttpResponse::new(Body::empty());
     *r.status_mut() = status;
@@ -267,6 +279,9 @@ pub fn respond(request_id: &str, resp: Option<Response>) -> HttpResponse {
         return empty(StatusCode::NO_CONTENT);
     };
     if let Some(raw) = r.raw {
+        if let Some(text) = raw.text {
+            return text_response(status_of(raw.status), raw.content_type.as_deref(), text);
+        }
         return match raw.body {
             Some(body) => json_response(status_of(raw.status), &body),
             None => empty(status_of(raw.status)),

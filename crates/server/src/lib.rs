@@ -5,6 +5,7 @@
 pub mod config;
 pub mod http;
 mod serve;
+mod telemetry;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -155,6 +155,14 @@ async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), S
         cfg.log_format = c.log_format.or(cfg.log_format);
         cfg.ui |= c.ui;
         cfg.pending_lease_deadline = c.pending_lease_deadline.or(cfg.pending_lease_deadline);
+        cfg.audit.extend(c.audit);
+        cfg.unsafe_allow_api_audit_creation = c
+            .unsafe_allow_api_audit_creation
+            .or(cfg.unsafe_allow_api_audit_creation);
+        cfg.telemetry.metrics_address = c
+            .telemetry
+            .metrics_address
+            .or(cfg.telemetry.metrics_address);
     }
     let level = flags
         .log_level
@@ -199,6 +207,7 @@ async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), S
         lessor_core::expiration::set_pending_deadline_secs(d);
     }
     let core = Core::new(storage, core_cfg, factories);
+    configure_telemetry_and_audit(&core, &cfg);
 
     let mut dev_banner = None;
     if flags.dev {
@@ -212,6 +221,12 @@ async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), S
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     let mut addrs = Vec::new();
+    if let Some(addr) = &cfg.telemetry.metrics_address {
+        let (bound, task) = crate::telemetry::listen(addr, core.clone(), stop_rx.clone()).await?;
+        tracing::info!(address = %bound, "telemetry listener started");
+        tasks.push(task);
+    }
+    tokio::spawn(reopen_audit_on_sighup(core.clone()));
     for l in &cfg.listeners {
         let state = AppState {
             core: core.clone(),
@@ -264,6 +279,42 @@ async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), S
     }
     core.seal_now().await;
     Ok(())
+}
+
+/// Declared audit devices, the API policy for file devices, and gauges measured by engines.
+fn configure_telemetry_and_audit(core: &Arc<Core>, cfg: &Config) {
+    let declared = cfg
+        .audit
+        .iter()
+        .map(|a| {
+            let mut e = lessor_core::audit::DeviceEntry::new(&a.path, &a.kind, a.options.clone());
+            e.description = a.description.clone();
+            e
+        })
+        .collect();
+    core.audit.set_declared(declared);
+    core.audit
+        .set_api_file_devices_allowed(cfg.unsafe_allow_api_audit_creation.unwrap_or(true));
+    core.metrics.register_gauge(
+        "lessor.aws.clock_offset_seconds",
+        "Last measured offset of AWS's clock from this server's (AWS minus local).",
+        Arc::new(|| lessor_engine_aws::clock_offset_seconds() as f64),
+    );
+}
+
+/// SIGHUP reopens the audit files, so rotated logs are let go.
+async fn reopen_audit_on_sighup(core: Arc<Core>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reopening audit devices");
+            core.audit.reopen();
+        }
+    }
 }
 
 async fn listen(

@@ -57,11 +57,9 @@ impl Salting<'_> {
         match v {
             Value::String(s) => self.secret(s),
             Value::Array(a) => Value::Array(a.iter().map(|x| self.leaves(x)).collect()),
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, x)| (k.clone(), self.leaves(x)))
-                    .collect(),
-            ),
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, x)| (k.clone(), self.leaves(x))).collect())
+            }
             other => other.clone(),
         }
     }
@@ -154,7 +152,10 @@ fn response_json(s: &Salting<'_>, resp: &Response) -> Value {
         // Raw bodies (`sys/health`, ...) carry no secrets of a request, but salt them anyway.
         out.insert(
             "data".into(),
-            raw.body.as_ref().map(|b| s.leaves(b)).unwrap_or(Value::Null),
+            raw.body
+                .as_ref()
+                .map(|b| s.leaves(b))
+                .unwrap_or(Value::Null),
         );
         return Value::Object(out);
     }
@@ -282,34 +283,71 @@ mod tests {
         };
         let r = Record {
             req: &req,
-            token: TokenInfo { caller: Some(&caller), token_type: "service", token_ttl: 0 },
+            token: TokenInfo {
+                caller: Some(&caller),
+                token_type: "service",
+                token_ttl: 0,
+            },
             time: "t",
         };
-        let s = Salting { salt: b"salt", log_raw: false, hmac_accessor: true, elide_list_responses: false };
+        let s = Salting {
+            salt: b"salt",
+            log_raw: false,
+            hmac_accessor: true,
+            elide_list_responses: false,
+        };
         let e = request_entry(&s, &r, None);
         let text = e.to_string();
         assert!(!text.contains("hvs.abc") && !text.contains("hunter2"));
         assert!(!text.contains("\"acc\""));
         assert_eq!(e["request"]["path"], "secret/data/app");
         assert_eq!(e["request"]["data"]["lease_id"], "aws/creds/r/x");
-        assert_eq!(e["request"]["data"]["password"], hmac_hex(b"salt", "hunter2"));
+        assert_eq!(
+            e["request"]["data"]["password"],
+            hmac_hex(b"salt", "hunter2")
+        );
         assert_eq!(e["request"]["data"]["nested"]["a"][1], 1);
         assert_eq!(e["auth"]["policies"][0], "default");
 
-        let raw = Salting { salt: b"salt", log_raw: true, hmac_accessor: true, elide_list_responses: false };
-        assert_eq!(request_entry(&raw, &r, None)["request"]["data"]["password"], "hunter2");
-        let plain_acc = Salting { salt: b"salt", log_raw: false, hmac_accessor: false, elide_list_responses: false };
-        assert_eq!(request_entry(&plain_acc, &r, None)["auth"]["accessor"], "acc");
+        let raw = Salting {
+            salt: b"salt",
+            log_raw: true,
+            hmac_accessor: true,
+            elide_list_responses: false,
+        };
+        assert_eq!(
+            request_entry(&raw, &r, None)["request"]["data"]["password"],
+            "hunter2"
+        );
+        let plain_acc = Salting {
+            salt: b"salt",
+            log_raw: false,
+            hmac_accessor: false,
+            elide_list_responses: false,
+        };
+        assert_eq!(
+            request_entry(&plain_acc, &r, None)["auth"]["accessor"],
+            "acc"
+        );
     }
 
     #[test]
     fn elides_lists_and_renders_jsonx() {
         let req = Request::new(Operation::List, "secret/metadata/");
-        let r = Record { req: &req, token: TokenInfo::default(), time: "t" };
+        let r = Record {
+            req: &req,
+            token: TokenInfo::default(),
+            time: "t",
+        };
         let mut m = Map::new();
         m.insert("keys".into(), json!(["a", "b"]));
         let resp = Response::data(m);
-        let s = Salting { salt: b"k", log_raw: false, hmac_accessor: true, elide_list_responses: true };
+        let s = Salting {
+            salt: b"k",
+            log_raw: false,
+            hmac_accessor: true,
+            elide_list_responses: true,
+        };
         let e = response_entry(&s, &r, Some(&resp), None);
         assert_eq!(e["response"]["data"]["keys"], 2);
         let x = jsonx(&json!({"a": "<b>", "n": null}));

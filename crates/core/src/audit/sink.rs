@@ -62,8 +62,12 @@ impl FileSink {
         if self.file.lock().is_some() {
             return Ok(());
         }
-        self.open()
-            .map_err(|e| Error::bad(format!("sanity check failed; unable to open \"{}\" for writing: {e}", self.path)))
+        self.open().map_err(|e| {
+            Error::bad(format!(
+                "sanity check failed; unable to open \"{}\" for writing: {e}",
+                self.path
+            ))
+        })
     }
 
     fn write(&self, line: &[u8]) -> std::io::Result<()> {
@@ -130,7 +134,9 @@ impl SocketSink {
                     s.connect(&self.address).await?;
                     Conn::Udp(s)
                 }
-                SocketKind::Unix => Conn::Unix(tokio::net::UnixStream::connect(&self.address).await?),
+                SocketKind::Unix => {
+                    Conn::Unix(tokio::net::UnixStream::connect(&self.address).await?)
+                }
             })
         };
         tokio::time::timeout(SOCKET_TIMEOUT, fut)

@@ -16,7 +16,9 @@ const PAGE: usize = 1000;
 /// A census is reused this long.
 pub const CACHE_FOR: Duration = Duration::from_secs(5);
 /// Bounds (seconds until expiry) of the expiry histogram.
-pub const EXPIRY_BOUNDS: &[f64] = &[60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0];
+pub const EXPIRY_BOUNDS: &[f64] = &[
+    60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0,
+];
 
 #[derive(Debug, Clone, Default)]
 pub struct Census {
@@ -57,9 +59,13 @@ pub async fn take(storage: &dyn Storage, now: i64) -> Result<Census> {
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
         for (_, raw) in page {
-            let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw) else { continue };
+            let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw) else {
+                continue;
+            };
             c.total += 1;
-            *c.by_mount_state.entry((e.mount.clone(), state_name(e.state))).or_default() += 1;
+            *c.by_mount_state
+                .entry((e.mount.clone(), state_name(e.state)))
+                .or_default() += 1;
             if e.state == LeaseState::Irrevocable {
                 c.irrevocable += 1;
             } else if e.attempts > 0 {
@@ -80,7 +86,9 @@ pub async fn take(storage: &dyn Storage, now: i64) -> Result<Census> {
     }
     let mut after: Option<String> = None;
     loop {
-        let keys = storage.scan_keys(TOKEN_PREFIX, after.as_deref(), PAGE).await?;
+        let keys = storage
+            .scan_keys(TOKEN_PREFIX, after.as_deref(), PAGE)
+            .await?;
         let Some(last) = keys.last() else { break };
         after = Some(last.clone());
         c.tokens += keys.len() as u64;

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{Value, json};
 
 /// Upper bounds (milliseconds) of latency buckets.
-pub const LATENCY_BOUNDS_MS: &[f64] = &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+pub const LATENCY_BOUNDS_MS: &[f64] = &[
+    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+];
 
 /// A histogram with fixed bounds: one atomic per bucket, the sum in microunits.
 pub struct Histogram {
@@ -48,7 +50,11 @@ impl Histogram {
     pub fn snapshot(&self) -> HistogramData {
         HistogramData {
             bounds: self.bounds.to_vec(),
-            counts: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            counts: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
             count: self.count.load(Ordering::Relaxed),
             sum: self.sum_micro.load(Ordering::Relaxed) as f64 / 1_000_000.0,
         }
@@ -95,16 +101,27 @@ pub struct Family {
 
 impl Family {
     pub fn new(name: &'static str, kind: Kind, help: &'static str) -> Family {
-        Family { name, help, kind, points: Vec::new() }
+        Family {
+            name,
+            help,
+            kind,
+            points: Vec::new(),
+        }
     }
 
     pub fn with(mut self, labels: Vec<(&'static str, String)>, v: f64) -> Family {
-        self.points.push(Point { labels, value: Val::Num(v) });
+        self.points.push(Point {
+            labels,
+            value: Val::Num(v),
+        });
         self
     }
 
     pub fn with_hist(mut self, labels: Vec<(&'static str, String)>, h: HistogramData) -> Family {
-        self.points.push(Point { labels, value: Val::Hist(h) });
+        self.points.push(Point {
+            labels,
+            value: Val::Hist(h),
+        });
         self
     }
 
@@ -118,7 +135,9 @@ fn prom_name(n: &str) -> String {
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn label_text(labels: &[(&str, String)], extra: Option<(&str, String)>) -> String {
@@ -168,11 +187,25 @@ pub fn prometheus(families: &[Family]) -> String {
                     let mut cum = 0;
                     for (b, c) in h.bounds.iter().zip(&h.counts) {
                         cum += c;
-                        let _ = writeln!(out, "{name}_bucket{} {cum}", label_text(&p.labels, Some(("le", num(*b)))));
+                        let _ = writeln!(
+                            out,
+                            "{name}_bucket{} {cum}",
+                            label_text(&p.labels, Some(("le", num(*b))))
+                        );
                     }
-                    let _ = writeln!(out, "{name}_bucket{} {}", label_text(&p.labels, Some(("le", "+Inf".into()))), h.count);
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{} {}",
+                        label_text(&p.labels, Some(("le", "+Inf".into()))),
+                        h.count
+                    );
                     let _ = writeln!(out, "{name}_sum{} {}", label_text(&p.labels, None), h.sum);
-                    let _ = writeln!(out, "{name}_count{} {}", label_text(&p.labels, None), h.count);
+                    let _ = writeln!(
+                        out,
+                        "{name}_count{} {}",
+                        label_text(&p.labels, None),
+                        h.count
+                    );
                 }
             }
         }
@@ -187,8 +220,11 @@ pub fn json(families: &[Family], timestamp: &str) -> Value {
     let mut samples = Vec::new();
     for f in families {
         for p in &f.points {
-            let labels: serde_json::Map<String, Value> =
-                p.labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            let labels: serde_json::Map<String, Value> = p
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
             match (&p.value, f.kind) {
                 (Val::Num(v), Kind::Gauge) => {
                     gauges.push(json!({"Name": f.name, "Value": v, "Labels": labels}));
@@ -198,7 +234,11 @@ pub fn json(families: &[Family], timestamp: &str) -> Value {
                     "Mean": 1, "Stddev": 0, "Labels": labels,
                 })),
                 (Val::Hist(h), _) => {
-                    let mean = if h.count > 0 { h.sum / h.count as f64 } else { 0.0 };
+                    let mean = if h.count > 0 {
+                        h.sum / h.count as f64
+                    } else {
+                        0.0
+                    };
                     samples.push(json!({
                         "Name": f.name, "Count": h.count, "Rate": 0, "Sum": h.sum,
                         "Mean": mean, "Labels": labels,

@@ -17,7 +17,9 @@ pub struct StorageTimes {
 
 impl Default for StorageTimes {
     fn default() -> Self {
-        StorageTimes { by_op: std::array::from_fn(|_| Histogram::latency()) }
+        StorageTimes {
+            by_op: std::array::from_fn(|_| Histogram::latency()),
+        }
     }
 }
 
@@ -68,14 +70,24 @@ impl Storage for Metered {
         r
     }
 
-    async fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>> {
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
         let t0 = Instant::now();
         let r = self.inner.scan(prefix, after, limit).await;
         self.done(4, t0);
         r
     }
 
-    async fn scan_keys(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+    async fn scan_keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
         let t0 = Instant::now();
         let r = self.inner.scan_keys(prefix, after, limit).await;
         self.done(4, t0);

@@ -37,7 +37,12 @@ struct List(SysRef);
 
 #[async_trait]
 impl PathHandler for List {
-    async fn handle(&self, _ctx: &Ctx<'_>, _op: Operation, _d: &FieldData) -> Result<Option<Response>> {
+    async fn handle(
+        &self,
+        _ctx: &Ctx<'_>,
+        _op: Operation,
+        _d: &FieldData,
+    ) -> Result<Option<Response>> {
         let core = self.0.core()?;
         Ok(Some(Response::data(core.audit.listing()).legacy()))
     }
@@ -47,7 +52,12 @@ struct Device(SysRef);
 
 #[async_trait]
 impl PathHandler for Device {
-    async fn handle(&self, _ctx: &Ctx<'_>, op: Operation, d: &FieldData) -> Result<Option<Response>> {
+    async fn handle(
+        &self,
+        _ctx: &Ctx<'_>,
+        op: Operation,
+        d: &FieldData,
+    ) -> Result<Option<Response>> {
         let (core, active) = self.0.active()?;
         let path = d.string("path");
         if op == Operation::Delete {
@@ -58,7 +68,8 @@ impl PathHandler for Device {
         if kind.is_empty() {
             return Err(Error::bad("type is required"));
         }
-        let mut entry = DeviceEntry::new(&path, &kind, d.kv("options").cloned().unwrap_or_default());
+        let mut entry =
+            DeviceEntry::new(&path, &kind, d.kv("options").cloned().unwrap_or_default());
         entry.description = d.string("description");
         entry.local = d.bool("local").unwrap_or(false);
         core.audit.enable(active.storage.as_ref(), entry).await?;
@@ -70,7 +81,12 @@ struct Hash(SysRef);
 
 #[async_trait]
 impl PathHandler for Hash {
-    async fn handle(&self, _ctx: &Ctx<'_>, _op: Operation, d: &FieldData) -> Result<Option<Response>> {
+    async fn handle(
+        &self,
+        _ctx: &Ctx<'_>,
+        _op: Operation,
+        d: &FieldData,
+    ) -> Result<Option<Response>> {
         let core = self.0.core()?;
         let input = d.string("input");
         if input.is_empty() {

@@ -14,7 +14,10 @@ use crate::metrics::{PROMETHEUS_CONTENT_TYPE, Rendered, wants_prometheus};
 pub(super) fn paths(s: &SysRef) -> Vec<Path> {
     vec![
         Path::new("metrics", Arc::new(Metrics(s.clone())))
-            .fields(vec![field::str("format", "`prometheus` for Prometheus text; JSON otherwise.")])
+            .fields(vec![field::str(
+                "format",
+                "`prometheus` for Prometheus text; JSON otherwise.",
+            )])
             .ops(&[Operation::Read]),
     ]
 }
@@ -23,7 +26,12 @@ struct Metrics(SysRef);
 
 #[async_trait]
 impl PathHandler for Metrics {
-    async fn handle(&self, _ctx: &Ctx<'_>, _op: Operation, d: &FieldData) -> Result<Option<Response>> {
+    async fn handle(
+        &self,
+        _ctx: &Ctx<'_>,
+        _op: Operation,
+        d: &FieldData,
+    ) -> Result<Option<Response>> {
         let core = self.0.core()?;
         let prometheus = wants_prometheus(&d.string("format"))?;
         let raw = match core.metrics.render(&core, prometheus).await? {
@@ -33,8 +41,16 @@ impl PathHandler for Metrics {
                 content_type: Some(PROMETHEUS_CONTENT_TYPE.to_string()),
                 text: Some(text),
             },
-            Rendered::Json(v) => RawBody { status: 200, body: Some(v), content_type: None, text: None },
+            Rendered::Json(v) => RawBody {
+                status: 200,
+                body: Some(v),
+                content_type: None,
+                text: None,
+            },
         };
-        Ok(Some(Response { raw: Some(raw), ..Default::default() }))
+        Ok(Some(Response {
+            raw: Some(raw),
+            ..Default::default()
+        }))
     }
 }
