@@ -53,6 +53,7 @@ async fn list(s: &dyn Storage, prefix: &str) -> Vec<String> {
     ok(s.list(prefix).await, &format!("list {prefix:?}"))
 }
 
+/// The keys of a `scan` page, checked against `scan_keys` with the same arguments.
 async fn scan_keys(
     s: &dyn Storage,
     prefix: &str,
@@ -63,7 +64,13 @@ async fn scan_keys(
         s.scan(prefix, after, limit).await,
         &format!("scan {prefix:?}"),
     );
-    page.into_iter().map(|(k, _)| k).collect()
+    let keys: Vec<String> = page.into_iter().map(|(k, _)| k).collect();
+    let only = ok(
+        s.scan_keys(prefix, after, limit).await,
+        &format!("scan_keys {prefix:?}"),
+    );
+    same(&only, &keys, "scan_keys pages like scan");
+    keys
 }
 
 /// Missing keys, put, overwrite, delete, deleting what is not there.
@@ -177,7 +184,8 @@ pub async fn list_after_delete(s: Arc<dyn Storage>) {
     );
 }
 
-/// `scan` pages through a prefix recursively, in key order, strictly after `after`.
+/// `scan` (and `scan_keys`) page through a prefix recursively, in key order, strictly after
+/// `after`.
 pub async fn scan_paging(s: Arc<dyn Storage>) {
     let s = s.as_ref();
     let mut want = Vec::new();

@@ -138,6 +138,14 @@ fn utf8_key(bytes: &[u8]) -> Result<String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| io("stored key is not UTF-8"))
 }
 
+/// Where a scan of `prefix` strictly after `after` starts.
+fn scan_start(prefix: &str, after: Option<&str>) -> Bound<String> {
+    match after {
+        Some(a) if a >= prefix => Bound::Excluded(a.to_string()),
+        _ => Bound::Included(prefix.to_string()),
+    }
+}
+
 /// Keys from `start` onwards in `snap`, in order.
 fn keys_from(
     snap: &fjall::Snapshot,
@@ -180,10 +188,7 @@ impl Storage for FileStorage {
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>> {
         let prefix = prefix.to_string();
-        let start = match after {
-            Some(a) if a >= prefix.as_str() => Bound::Excluded(a.to_string()),
-            _ => Bound::Included(prefix.clone()),
-        };
+        let start = scan_start(&prefix, after);
         self.read(move |db, kv| {
             let snap = db.snapshot();
             let mut out = Vec::new();
@@ -198,6 +203,24 @@ impl Storage for FileStorage {
                 out.push((utf8_key(&k)?, v.to_vec()));
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn scan_keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let prefix = prefix.to_string();
+        let start = scan_start(&prefix, after);
+        self.read(move |db, kv| {
+            let snap = db.snapshot();
+            keys_from(&snap, kv, start)
+                .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&prefix)))
+                .take(limit)
+                .collect()
         })
         .await
     }

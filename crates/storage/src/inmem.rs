@@ -18,6 +18,20 @@ impl InMem {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The entries below `prefix` strictly after `after`, in order.
+    fn scan_range<'a>(
+        map: &'a BTreeMap<String, Vec<u8>>,
+        prefix: &'a str,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a String, &'a Vec<u8>)> {
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        map.range::<str, _>((start, Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
 }
 
 /// Vault-style listing over a sorted key set: immediate children of `prefix`, folders with
@@ -72,15 +86,22 @@ impl Storage for InMem {
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>> {
         let map = self.map.read();
-        let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a),
-            _ => Bound::Included(prefix),
-        };
-        Ok(map
-            .range::<str, _>((start, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
+        Ok(Self::scan_range(&map, prefix, after)
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn scan_keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let map = self.map.read();
+        Ok(Self::scan_range(&map, prefix, after)
+            .take(limit)
+            .map(|(k, _)| k.clone())
             .collect())
     }
 

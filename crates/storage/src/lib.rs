@@ -96,8 +96,18 @@ pub trait Storage: Send + Sync + 'static {
 
     /// `scan` without the values: layers that transform values (the barrier) skip that
     /// work, and a value that cannot be read does not fail the page.
-    async fn scan_keys(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        Ok(self.scan(prefix, after, limit).await?.into_iter().map(|(k, _)| k).collect())
+    async fn scan_keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        Ok(self
+            .scan(prefix, after, limit)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
     }
 
     /// A short name for `sys/seal-status` `storage_type` (e.g. `inmem`, `file`).
