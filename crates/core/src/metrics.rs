@@ -122,6 +122,10 @@ impl Default for Metrics {
 }
 
 fn lease_target(req: &Request) -> Option<String> {
+    // Token renewals and revocations name a token, not a lease: their mount is the token store.
+    if req.path.trim_start_matches('/').starts_with("auth/token/") {
+        return Some("auth/token/".into());
+    }
     if let Some(Value::String(id)) = req.data.get("lease_id") {
         return Some(id.clone());
     }
