@@ -39,5 +39,9 @@ pub fn factories() -> BTreeMap<String, Factory> {
     f.insert("aws".into(), Arc::new(|entry| lessor_engine_aws::factory(entry)));
     f.insert("jwt".into(), Arc::new(|entry| lessor_auth_jwt::factory(entry)));
     f.insert("oidc".into(), Arc::new(|entry| lessor_auth_jwt::factory(entry)));
+    f.insert(
+        "kubernetes".into(),
+        Arc::new(|entry| lessor_auth_kubernetes::factory(entry)),
+    );
     f
 }
