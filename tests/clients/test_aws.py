@@ -161,6 +161,16 @@ def test_legacy_policy_warns(client, mount):
     resp = write(client, f"{mount}/roles/legacy", arn=READ_ONLY)
     assert "Detected use of legacy role or policy parameter" in resp["warnings"][0]
     assert read(client, f"{mount}/roles/legacy")["data"]["policy_arns"] == [READ_ONLY]
+    # A legacy policy document serves both: an IAM user from creds/, a federation token
+    # from sts/.
+    doc = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]})
+    write(client, f"{mount}/roles/legacy-doc", policy=doc)
+    assert read(client, f"{mount}/roles/legacy-doc")["data"]["credential_type"] == "iam_user,federation_token"
+    user = read(client, f"{mount}/creds/legacy-doc")
+    assert user["data"]["security_token"] is None and user["renewable"]
+    fed = write(client, f"{mount}/sts/legacy-doc")
+    assert fed["data"]["security_token"] and fed["renewable"] is False
+    client.sys.revoke_lease(user["lease_id"])
 
 
 def test_unknown_role(client, mount):

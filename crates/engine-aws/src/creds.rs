@@ -46,8 +46,16 @@ pub fn paths(shared: &Arc<Shared>) -> Vec<Path> {
 
 struct Creds(Arc<Shared>);
 
-/// Which type a role issues; legacy roles with several prefer an IAM user.
-fn pick_type(r: &Role) -> Result<&str> {
+/// Which type a role issues. Legacy roles may list several: `creds/` prefers an IAM user,
+/// `sts/` an STS type.
+fn pick_type(r: &Role, sts_path: bool) -> Result<&str> {
+    let preferred = r
+        .credential_types
+        .iter()
+        .find(|t| (t.as_str() == IAM_USER) != sts_path);
+    if let Some(t) = preferred.filter(|_| r.credential_types.len() > 1) {
+        return Ok(t);
+    }
     if r.has(IAM_USER) {
         return Ok(IAM_USER);
     }
@@ -69,7 +77,8 @@ impl PathHandler for Creds {
         let Some(r) = role::load(ctx.storage, &name).await? else {
             return Err(Error::bad(format!("Role \"{name}\" not found")));
         };
-        match pick_type(&r)? {
+        let sts_path = ctx.req.rel_path.starts_with("sts/");
+        match pick_type(&r, sts_path)? {
             IAM_USER => self.iam_user(ctx, &name, &r).await,
             t => self.sts(ctx, &name, &r, t, d).await,
         }
