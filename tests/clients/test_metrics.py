@@ -68,6 +68,9 @@ def test_counts_match_the_api(server):
     assert m[("vault_core_unsealed", ())] == 1
     ops = lambda op: m[("lessor_lease_operations_total", (("mount", "auth/token/"), ("op", op)))]
     assert (ops("issue"), ops("renew"), ops("revoke")) == (6, 1, 1)
+    ev = lambda kind: m[("lessor_expire_events_total", (("event", kind), ("mount", "auth/token/")))]
+    assert (ev("issued"), ev("renewed"), ev("revoked"), ev("failed"), ev("irrevocable")) == (6, 1, 1, 0, 0)
+    assert m[("lessor_revoke_prefix_jobs", (("state", "running"),))] == 0
     assert m[("lessor_requests_total", (("class", "auth-token"), ("status", "200")))] >= 7
     assert m[("lessor_requests_total", (("class", "auth-token"), ("status", "403")))] == 1
     # Expiry histogram: one lease within 300 s, all within a day.

@@ -220,6 +220,7 @@ impl Core {
         expiration.set_token_store(&tokens);
         let quotas = crate::quota::LeaseQuotas::new(View::new(storage.clone(), "sys/quotas/"), View::new(storage.clone(), "sys/expire/"));
         expiration.events.observe(quotas.clone());
+        expiration.events.observe(self.metrics.clone());
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let active = Arc::new(Active {
             router,

@@ -8,6 +8,10 @@
 //! expiry histogram, retrying and irrevocable leases, token count) is computed at scrape
 //! time from the persisted records and cached for `leases::CACHE_FOR`.
 //!
+//! The lease manager's own events (issue, renew, revoke — including expiry — failed
+//! revocation attempts, irrevocable leases) are counted by mount through a `LeaseObserver`,
+//! and running revoke-prefix jobs report their progress at scrape time.
+//!
 //! Other crates add gauges through `register_gauge` (the server registers the AWS clock
 //! offset the AWS engine measures).
 
@@ -25,6 +29,7 @@ use parking_lot::RwLock;
 use serde_json::Value;
 
 use crate::core::Core;
+use crate::expiration::{EventKind, JobState, LeaseEvent, LeaseObserver};
 use crate::logical::{Request, Response};
 use crate::{Error, Result};
 
@@ -88,6 +93,21 @@ pub struct Probe {
     start: Instant,
 }
 
+/// Lease manager events counted, in `EventKind` order.
+const EVENTS: [EventKind; 6] = [
+    EventKind::Reserved,
+    EventKind::Issued,
+    EventKind::Renewed,
+    EventKind::Revoked,
+    EventKind::Failed,
+    EventKind::Irrevocable,
+];
+
+#[derive(Default)]
+struct MountEvents {
+    by_kind: [AtomicU64; 6],
+}
+
 #[derive(Default)]
 struct MountOps {
     by_op: [AtomicU64; 3],
@@ -99,6 +119,7 @@ pub struct Metrics {
     requests: [[AtomicU64; STATUSES.len()]; CLASSES.len()],
     request_ms: [Histogram; CLASSES.len()],
     by_mount: RwLock<BTreeMap<String, Arc<MountOps>>>,
+    events: RwLock<BTreeMap<String, Arc<MountEvents>>>,
     op_ms: [Histogram; 3],
     op_errors: [AtomicU64; 3],
     pub storage: Arc<StorageTimes>,
@@ -112,6 +133,7 @@ impl Default for Metrics {
             requests: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             request_ms: std::array::from_fn(|_| Histogram::latency()),
             by_mount: RwLock::new(BTreeMap::new()),
+            events: RwLock::new(BTreeMap::new()),
             op_ms: std::array::from_fn(|_| Histogram::latency()),
             op_errors: std::array::from_fn(|_| AtomicU64::new(0)),
             storage: Arc::new(StorageTimes::default()),
@@ -306,7 +328,25 @@ impl Metrics {
                 c.tokens as f64,
             ));
         }
+        let mut f = Family::new(
+            "lessor.expire.events",
+            Kind::Counter,
+            "Lease manager events by mount: reserved, issued, renewed, revoked (expiry included), failed (a revocation attempt failed and is retried), irrevocable.",
+        );
+        for (mount, c) in self.events.read().iter() {
+            for (i, kind) in EVENTS.iter().enumerate() {
+                f = f.with(
+                    vec![
+                        ("mount", mount.clone()),
+                        ("event", kind.as_str().to_string()),
+                    ],
+                    c.by_kind[i].load(Ordering::Relaxed) as f64,
+                );
+            }
+        }
+        out.push(f);
         if let Some(active) = core.active() {
+            out.extend(jobs(&active.expiration).await?);
             out.push(Family::one(
                 "lessor.expire.scheduled",
                 Kind::Gauge,
@@ -435,6 +475,69 @@ impl Metrics {
             &crate::audit::now_rfc3339_nano(),
         )))
     }
+}
+
+impl LeaseObserver for Metrics {
+    fn observe(&self, ev: &LeaseEvent) {
+        let Some(i) = EVENTS.iter().position(|k| *k == ev.kind) else {
+            return;
+        };
+        let found = self.events.read().get(&ev.mount).cloned();
+        let counters = match found {
+            Some(c) => c,
+            None => self
+                .events
+                .write()
+                .entry(ev.mount.clone())
+                .or_default()
+                .clone(),
+        };
+        counters.by_kind[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Revoke-prefix jobs: how many run, and each running job's progress.
+async fn jobs(exp: &crate::expiration::Expiration) -> Result<Vec<Family>> {
+    let mut running = 0u64;
+    let mut finished = 0u64;
+    let mut progress = Family::new(
+        "lessor.revoke_prefix.leases",
+        Kind::Gauge,
+        "Progress of running revoke-prefix jobs: leases total, done and failed.",
+    );
+    for id in exp.job_ids().await? {
+        let Some(job) = exp.job(&id).await? else {
+            continue;
+        };
+        if job.state == JobState::Done {
+            finished += 1;
+            continue;
+        }
+        running += 1;
+        for (what, n) in [
+            ("total", job.total),
+            ("done", job.done),
+            ("failed", job.failed),
+        ] {
+            progress = progress.with(
+                vec![
+                    ("job", job.id.clone()),
+                    ("prefix", job.prefix.clone()),
+                    ("count", what.to_string()),
+                ],
+                n as f64,
+            );
+        }
+    }
+    let mut jobs = Family::new(
+        "lessor.revoke_prefix.jobs",
+        Kind::Gauge,
+        "Revoke-prefix jobs by state.",
+    );
+    jobs = jobs
+        .with(vec![("state", "running".into())], running as f64)
+        .with(vec![("state", "done".into())], finished as f64);
+    Ok(vec![jobs, progress])
 }
 
 /// A scrape's body.
