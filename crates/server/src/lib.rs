@@ -3,6 +3,7 @@
 //! `router(state)` is apart from `serve_main` so tests drive the server in-process.
 
 pub mod config;
+mod events;
 pub mod http;
 mod serve;
 mod telemetry;
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::any;
+use axum::routing::{any, get};
 use lessor_core::core::Factory;
 
 pub use http::AppState;
@@ -20,6 +21,8 @@ pub use serve::{Server, serve_main, serve_with};
 /// Every `/v1/*` request goes to the core; anything else is a 404.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        // Before the catch-all: the lease event stream is served as SSE, not as JSON.
+        .route("/v1/sys/leases/events", get(events::stream))
         .route("/v1/{*path}", any(http::handle))
         .fallback(http::not_found)
         .with_state(state)

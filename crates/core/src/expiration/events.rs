@@ -384,8 +384,9 @@ impl Subscription {
                 }
                 Err(broadcast::error::TryRecvError::Empty) => break,
                 Err(broadcast::error::TryRecvError::Closed) => {
-                    // The lease manager is gone (sealed): what is due may still be told.
-                    break;
+                    // The lease manager is gone (sealed): the stream ends.
+                    self.done = true;
+                    return None;
                 }
             }
         }
@@ -394,7 +395,7 @@ impl Subscription {
     }
 
     /// The next item, waiting for it; `None` once the lease manager is gone (sealed) or
-    /// after `Lagged`. Cancel-safe: dropping the future loses nothing.
+    /// after `Lagged`. Cancel-safe (a keep-alive timeout may drop it): nothing is lost.
     pub async fn next(&mut self) -> Option<Item> {
         loop {
             if let Some(item) = self.try_next() {
@@ -422,11 +423,8 @@ impl Subscription {
                         return Some(Item::Lagged);
                     }
                     Err(broadcast::error::RecvError::Closed) => {
-                        if self.soon.is_empty() {
-                            self.done = true;
-                            return None;
-                        }
-                        tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await;
+                        self.done = true;
+                        return None;
                     }
                 },
                 _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
