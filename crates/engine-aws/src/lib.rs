@@ -12,6 +12,8 @@ pub mod role;
 pub mod sdk;
 pub mod static_roles;
 pub mod template;
+#[cfg(test)]
+mod testmoto;
 
 use std::sync::Arc;
 
