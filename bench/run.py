@@ -423,6 +423,8 @@ def running(target: Target, scratch: Path) -> Iterator[Server]:
         yield server
     finally:
         stop(proc)
+        # Its log has been quoted where needed; data of finished runs only fills the disk.
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 //! implements [`Workload`] (in `token.rs`, `kv.rs`, or a new module beside them).
 
 mod kv;
+mod lease;
 mod token;
 
 use std::future::Future;
@@ -35,6 +36,9 @@ pub enum Kind {
     Kv1Write,
     /// GET <mount>/bench/<n> on KV v1, after writing every key once during setup.
     Kv1Read,
+    /// GET <mount>/creds/bench on the test engine (default mount `test`): one lease per
+    /// request; `LESSOR_LOADGEN_EXPIRE_AT` makes them all expire at one second.
+    LeaseIssue,
 }
 
 /// What setup may use: how many distinct keys (or tokens) to spread requests over, how wide to
@@ -67,6 +71,7 @@ impl Kind {
                 Arc::new(kv::Kv::prepare(client, setup, Version::V1, Op::Write).await?)
             }
             Kind::Kv1Read => Arc::new(kv::Kv::prepare(client, setup, Version::V1, Op::Read).await?),
+            Kind::LeaseIssue => Arc::new(lease::Issue::new(setup)),
         })
     }
 }
