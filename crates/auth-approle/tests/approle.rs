@@ -1,6 +1,8 @@
 //! AppRole through the framework's dispatch: roles, role ids, secret ids and their limits,
 //! login, tidy.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use lessor_auth_approle::AppRole;

@@ -31,6 +31,8 @@ pub struct TokenFields {
     /// The role was written with the legacy `policies` / `period` names: read them back too.
     pub legacy_policies: bool,
     pub legacy_period: bool,
+    pub legacy_ttl: bool,
+    pub legacy_max_ttl: bool,
 }
 
 /// The field declarations, to append to a role path's own fields.
@@ -40,6 +42,8 @@ pub fn fields() -> Vec<Field> {
         field::list("policies", "Deprecated: use token_policies."),
         field::dur("token_ttl", "Default TTL of the tokens issued."),
         field::dur("token_max_ttl", "Max TTL of the tokens issued."),
+        field::dur("ttl", "Deprecated: use token_ttl."),
+        field::dur("max_ttl", "Deprecated: use token_max_ttl."),
         field::dur(
             "token_period",
             "Period of the tokens issued (periodic tokens).",
@@ -85,14 +89,31 @@ impl TokenFields {
             self.token_period = s;
             self.legacy_period = true;
         }
-        let secs = |name: &str, slot: &mut i64| {
+        // The legacy name applies only when the current one is absent, and is read back.
+        let with_legacy = |name: &str, legacy: &str, slot: &mut i64, flag: &mut bool| {
             if let Some(s) = d.secs(name) {
                 *slot = s;
+                *flag = false;
+            } else if let Some(s) = d.secs(legacy) {
+                *slot = s;
+                *flag = true;
             }
         };
-        secs("token_ttl", &mut self.token_ttl);
-        secs("token_max_ttl", &mut self.token_max_ttl);
-        secs("token_explicit_max_ttl", &mut self.token_explicit_max_ttl);
+        with_legacy(
+            "token_ttl",
+            "ttl",
+            &mut self.token_ttl,
+            &mut self.legacy_ttl,
+        );
+        with_legacy(
+            "token_max_ttl",
+            "max_ttl",
+            &mut self.token_max_ttl,
+            &mut self.legacy_max_ttl,
+        );
+        if let Some(s) = d.secs("token_explicit_max_ttl") {
+            self.token_explicit_max_ttl = s;
+        }
         if let Some(n) = d.int("token_num_uses") {
             if n < 0 {
                 return Err(Error::bad("'token_num_uses' cannot be negative"));
@@ -154,6 +175,12 @@ impl TokenFields {
         }
         if self.legacy_period {
             m.insert("period".into(), json!(self.token_period));
+        }
+        if self.legacy_ttl {
+            m.insert("ttl".into(), json!(self.token_ttl));
+        }
+        if self.legacy_max_ttl {
+            m.insert("max_ttl".into(), json!(self.token_max_ttl));
         }
     }
 
@@ -218,10 +245,13 @@ mod tests {
     #[test]
     fn legacy_names_and_errors() {
         let mut t = TokenFields::default();
-        t.update(&parse(json!({"policies": ["x"], "period": "1m"})).unwrap())
+        t.update(&parse(json!({"policies": ["x"], "period": "1m", "ttl": "2m"})).unwrap())
             .unwrap();
         let mut m = Map::new();
         t.read_into(&mut m);
+        assert_eq!(m["ttl"], json!(120));
+        assert_eq!(m["token_ttl"], json!(120));
+        assert!(m.get("max_ttl").is_none());
         assert_eq!(m["policies"], json!(["x"]));
         assert_eq!(m["token_period"], json!(60));
         assert_eq!(m["period"], json!(60));

@@ -32,7 +32,7 @@ pub struct Config {
     pub bound_issuer: String,
     pub default_role: String,
     pub provider_config: Map<String, Value>,
-    /// The issuer the discovery document announced (the one tokens must carry).
+    /// The issuer the discovery document announced (it must equal the discovery URL).
     pub discovered_issuer: String,
 }
 
@@ -77,13 +77,10 @@ impl Config {
             .collect()
     }
 
-    /// The issuer tokens must carry: `bound_issuer`, else the discovered one, else any.
+    /// The issuer tokens must carry (empty = any): only `bound_issuer` binds it, with
+    /// discovery too, as Vault does.
     pub fn expected_issuer(&self) -> &str {
-        if self.bound_issuer.is_empty() {
-            &self.discovered_issuer
-        } else {
-            &self.bound_issuer
-        }
+        &self.bound_issuer
     }
 }
 

@@ -205,10 +205,8 @@ impl KeyCache {
         if source.is_empty() {
             return Err(token_error("the auth method is not configured"));
         }
-        if !refresh {
-            if let Some(c) = self.0.lock().as_ref().filter(|c| &c.source == source) {
-                return Ok(c.set.clone());
-            }
+        if !refresh && let Some(c) = self.0.lock().as_ref().filter(|c| &c.source == source) {
+            return Ok(c.set.clone());
         }
         let fetched = if cfg.jwks_url.is_empty() {
             match discover(&cfg.oidc_discovery_url, &cfg.oidc_discovery_ca_pem).await {

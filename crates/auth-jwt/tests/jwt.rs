@@ -2,6 +2,8 @@
 //! 127.0.0.1: every algorithm accepted, every broken token refused with a 400 that says why,
 //! key rotation at the JWKS endpoint picked up.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -218,9 +220,23 @@ async fn oidc_discovery_finds_the_keys_and_the_issuer() {
         .write("login", json!({"jwt": key.sign(&claims(&issuer.base))}))
         .await;
     assert_eq!(r.status, 200, "{r:?}");
-    // The discovered issuer is enforced.
-    let r = login(&m, "dev", &key.sign(&claims("https://elsewhere"))).await;
-    assert_refused(&r, "invalid issuer");
+    // Discovery alone does not bind the issuer (as in Vault); bound_issuer does.
+    let elsewhere = key.sign(&claims("https://elsewhere"));
+    assert_eq!(login(&m, "dev", &elsewhere).await.status, 200);
+    let c = m
+        .write(
+            "config",
+            json!({"oidc_discovery_url": issuer.base, "bound_issuer": issuer.base}),
+        )
+        .await;
+    assert_eq!(c.status, 204, "{c:?}");
+    assert_refused(&login(&m, "dev", &elsewhere).await, "invalid issuer");
+    assert_eq!(
+        login(&m, "dev", &key.sign(&claims(&issuer.base)))
+            .await
+            .status,
+        200
+    );
     let read = m.read("config").await;
     assert_eq!(read.data["oidc_discovery_url"], json!(issuer.base));
     assert!(read.data.get("oidc_client_secret").is_none());

@@ -144,6 +144,12 @@ impl PathHandler for ConfigPath {
             )));
         }
         let ca = d.string("kubernetes_ca_cert");
+        let disable_local_ca_jwt = d.bool("disable_local_ca_jwt").unwrap_or(false);
+        if ca.trim().is_empty() && disable_local_ca_jwt {
+            return Err(Error::bad(
+                "kubernetes_ca_cert must be given when disable_local_ca_jwt is true",
+            ));
+        }
         if !ca.trim().is_empty() {
             lessor_auth_common::http::client(&ca)?;
         }
@@ -152,7 +158,7 @@ impl PathHandler for ConfigPath {
             kubernetes_ca_cert: ca,
             token_reviewer_jwt: d.string("token_reviewer_jwt"),
             pem_keys,
-            disable_local_ca_jwt: d.bool("disable_local_ca_jwt").unwrap_or(false),
+            disable_local_ca_jwt,
             issuer: d.string("issuer"),
             disable_iss_validation: d.bool("disable_iss_validation").unwrap_or(true),
         };

@@ -56,7 +56,7 @@ fn claims(jwt: &str, pem_keys: &[String]) -> Result<Map<String, Value>> {
             .map_err(|_| bad("malformed JWT"))?;
         return serde_json::from_slice(&raw).map_err(|_| bad("malformed JWT claims"));
     }
-    let header = jsonwebtoken::decode_header(jwt).map_err(|e| bad(e))?;
+    let header = jsonwebtoken::decode_header(jwt).map_err(bad)?;
     if matches!(
         header.alg,
         Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512

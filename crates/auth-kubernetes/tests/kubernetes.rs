@@ -1,6 +1,8 @@
 //! Kubernetes logins through the framework's dispatch, against a TokenReview stand-in on
 //! 127.0.0.1 that really verifies the service-account JWT it is sent with a key of its own.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use axum::Json;
@@ -164,7 +166,8 @@ async fn mount(host: &str, extra: Value) -> Mount {
     let m = Mount::new(Arc::new(Kubernetes::new()), "kubernetes", "kubernetes")
         .await
         .unwrap();
-    let mut body = json!({"kubernetes_host": host, "disable_local_ca_jwt": true});
+    // No pod CA or token exists where the tests run, so the local fallback finds nothing.
+    let mut body = json!({"kubernetes_host": host});
     if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
         b.extend(e);
     }
@@ -361,5 +364,24 @@ async fn role_validation_and_read_back() {
     assert_eq!(r.data["alias_name_source"], json!("serviceaccount_uid"));
     assert_eq!(m.list("role").await.data["keys"], json!(["ok"]));
     let c = m.write("config", json!({})).await;
+    assert_eq!(c.status, 400);
+    let c = m
+        .write(
+            "config",
+            json!({"kubernetes_host": "https://k", "disable_local_ca_jwt": true}),
+        )
+        .await;
+    assert_eq!(c.status, 400);
+    assert!(
+        c.error.contains("kubernetes_ca_cert must be given"),
+        "{}",
+        c.error
+    );
+    let c = m
+        .write(
+            "config",
+            json!({"kubernetes_host": "https://k", "kubernetes_ca_cert": "junk"}),
+        )
+        .await;
     assert_eq!(c.status, 400);
 }

@@ -1,6 +1,7 @@
 //! Real keys (RSA, EC P-256/P-384, Ed25519), tokens signed with them, and a small HTTP
 //! server on 127.0.0.1 serving a JWKS and an OIDC discovery document the test can change.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::sync::Arc;
