@@ -5,7 +5,10 @@ generates, and logs in through hvac and the `bao` CLI."""
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +19,10 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 
 from conftest import ROOT_TOKEN, bao, hvac_client
 
@@ -75,7 +81,7 @@ class Key:
 class Issuer:
     """Serves `/.well-known/openid-configuration` and `/jwks` on a free loopback port."""
 
-    def __init__(self, keys: list[Key]):
+    def __init__(self, keys: list[Key], tls_dir=None):
         self.keys = keys
         issuer = self
 
@@ -99,12 +105,56 @@ class Issuer:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        self.ca_pem = ""
+        if tls_dir is not None:
+            self.ca_pem, cert_file, key_file = make_tls(tls_dir)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert_file, key_file)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def make_tls(directory) -> tuple[str, str, str]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (CA PEM, cert file, key file)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test issuer CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "server.pem", directory / "server.key"
+    cert_file.write_bytes(cert.public_bytes(Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return ca.public_bytes(Encoding.PEM).decode(), str(cert_file), str(key_file)
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +257,22 @@ def test_oidc_role_type_cannot_log_in_with_a_jwt(root, dev_server, issuer, keys)
     )
     assert r.status_code == 400
     assert "role with oidc role_type is not allowed" in r.json()["errors"][0]
+
+
+def test_jwks_over_tls_trusts_only_the_given_ca(root, dev_server, keys, tmp_path):
+    tls = Issuer([keys["EdDSA"]], tls_dir=tmp_path)
+    try:
+        mount = "jwt-tls"
+        root.sys.enable_auth_method("jwt", path=mount)
+        # Without the CA the issuer's certificate is not trusted: the write fails.
+        with pytest.raises(hvac.exceptions.InvalidRequest):
+            root.auth.jwt.configure(jwks_url=f"{tls.url}/jwks", path=mount)
+        root.auth.jwt.configure(jwks_url=f"{tls.url}/jwks", jwks_ca_pem=tls.ca_pem, path=mount)
+        root.auth.jwt.create_role("r", role_type="jwt", user_claim="sub", bound_audiences=["lessor"],
+                                  allowed_redirect_uris=[], path=mount)
+        auth = hvac_client(dev_server.url).auth.jwt.jwt_login(
+            "r", keys["EdDSA"].sign(claims(tls)), path=mount
+        )["auth"]
+        assert auth["client_token"]
+    finally:
+        tls.close()
