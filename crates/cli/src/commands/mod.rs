@@ -8,6 +8,7 @@ use crate::args::{self, Flag, Parsed, UsageError};
 use crate::client::{ApiError, Client, Settings};
 use crate::output::{self, Format};
 
+mod audit_report;
 mod kv;
 mod lease;
 mod logical;
@@ -215,6 +216,7 @@ fn table() -> Vec<Command> {
     all.extend(token::commands());
     all.extend(kv::commands());
     all.extend(lease::commands());
+    all.extend(audit_report::commands());
     all
 }
 
