@@ -199,3 +199,82 @@ unsafe_allow_api_audit_creation = false
         assert created["client_token"] not in server_log
     finally:
         s.stop()
+
+
+class UnixSink:
+    """A unix-socket audit collector. With `cut_on`, it closes the connection and stops
+    listening as soon as a request entry for that path arrives, so the device cannot write
+    the matching response entry."""
+
+    def __init__(self, path: Path, cut_on: str | None = None):
+        import socket
+        import threading
+
+        self.path, self.cut_on, self.lines = path, cut_on, []
+        self.cut = threading.Event()
+        if path.exists():
+            path.unlink()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(4)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            while not self.cut.is_set():
+                conn, _ = self.sock.accept()
+                with conn, conn.makefile("r") as f:
+                    for line in f:
+                        self.lines.append(line)
+                        e = json.loads(line)
+                        if self.cut_on and e["type"] == "request" and e["request"]["path"] == self.cut_on:
+                            self.close()
+                            return
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.cut.set()
+        self.sock.close()
+        if self.path.exists():
+            self.path.unlink()
+
+
+def test_unaudited_response_takes_the_secret_back(log_dir: Path, tmp_path: Path):
+    """The response entry of an issued secret cannot be written: the lease is revoked at
+    once (the test engine holds no resource) and the client gets 500 without the secret."""
+    binary = os.environ.get("LESSOR_TEST_SERVER_BIN") or str(
+        Path(server_binary()).parent / "lessor-test-server")
+    if not os.access(binary, os.X_OK):
+        pytest.skip(f"{binary} not found: cargo build --release -p lessor-engine-test --features test-server")
+    port = free_port()
+    s = ServerProcess([binary, "server", "-dev", f"-dev-root-token-id={ROOT_TOKEN}",
+                       f"-dev-listen-address=127.0.0.1:{port}"], port, log_dir / f"unaudited-{port}.log")
+    s.start()
+    sock_path = tmp_path / "audit.sock"
+    sink = UnixSink(sock_path, cut_on="test/creds/app")
+    try:
+        hdr = {"X-Vault-Token": ROOT_TOKEN}
+        call = lambda m, p, body=None: requests.request(m, f"{s.url}/v1/{p}", json=body, headers=hdr, timeout=30)  # noqa: E731
+        assert call("POST", "sys/mounts/test", {"type": "lessor-test"}).status_code == 204
+        # The engine takes 500 ms to create its credential: time for the sink to go away.
+        assert call("POST", "test/config", {"create_delay_ms": 500}).status_code in (200, 204)
+        r = call("PUT", "sys/audit/sock", {"type": "socket", "options": {"address": str(sock_path), "socket_type": "unix"}})
+        assert r.status_code == 204, r.text
+
+        r = call("GET", "test/creds/app")
+        assert r.status_code == 500, r.text
+        assert r.json() == {"errors": ["internal error"]}
+        assert sink.cut.is_set()
+
+        sink = UnixSink(sock_path)  # the collector is back
+        assert call("GET", "test/resources").json()["data"]["count"] == 0
+        assert call("LIST", "sys/leases/lookup/test/creds/app/").status_code == 404
+        assert call("POST", "test/config", {"create_delay_ms": 0}).status_code in (200, 204)
+        r = call("GET", "test/creds/app")
+        assert r.status_code == 200 and r.json()["lease_id"].startswith("test/creds/app/")
+        assert call("GET", "test/resources").json()["data"]["count"] == 1
+        assert any('"type":"response"' in l and "test/creds/app" in l for l in sink.lines)
+    finally:
+        sink.close()
+        s.stop()
