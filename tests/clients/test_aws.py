@@ -348,3 +348,31 @@ def test_static_role_minimum_period(client, mount, moto):
     moto.iam.create_user(UserName=f"{mount}-min")
     with pytest.raises(hvac.exceptions.InvalidRequest, match="rotation_period must be at least 1m"):
         write(client, f"{mount}/static-roles/min", username=f"{mount}-min", rotation_period="30s")
+
+
+def test_sts_fallback_endpoint(client, mount, moto):
+    """The primary STS endpoint refuses connections: the fallback answers."""
+    from conftest import free_port
+
+    ak, sk = moto.admin_key()
+    dead = f"http://127.0.0.1:{free_port()}"
+    write(
+        client,
+        f"{mount}/config/root",
+        access_key=ak,
+        secret_key=sk,
+        region="us-east-1",
+        iam_endpoint=moto.url,
+        sts_endpoint=dead,
+        sts_fallback_endpoints=[moto.url],
+        sts_fallback_regions=["us-west-2"],
+        max_retries=0,
+    )
+    cfg = read(client, f"{mount}/config/root")["data"]
+    assert cfg["sts_fallback_endpoints"] == [moto.url] and cfg["sts_fallback_regions"] == ["us-west-2"]
+    arn = moto.create_role(f"{mount}-fb")
+    write(client, f"{mount}/roles/fb", credential_type="assumed_role", role_arns=[arn])
+    c = write(client, f"{mount}/sts/fb")
+    assert f"assumed-role/{mount}-fb/" in c["data"]["arn"]
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="same length"):
+        write(client, f"{mount}/config/root", sts_fallback_endpoints=[moto.url])

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_sts::operation::assume_role::AssumeRoleInput;
+use aws_sdk_sts::operation::get_federation_token::GetFederationTokenInput;
+use aws_sdk_sts::operation::get_session_token::GetSessionTokenInput;
 use aws_sdk_sts::types::{PolicyDescriptorType, Tag};
 use lessor_core::framework::field::{self, FieldData};
 use lessor_core::framework::{Ctx, Path, PathHandler};
@@ -16,7 +19,8 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::config::{read_lease, read_root};
 use crate::role::{self, ASSUMED_ROLE, FEDERATION_TOKEN, IAM_USER, NAME_RE, Role, SESSION_TOKEN};
-use crate::sdk::{AwsError, aws};
+use crate::sdk::AwsError;
+use crate::sts_call;
 use crate::template::{self, NameKind};
 use crate::{SECRET_TYPE, iam_user};
 
@@ -191,9 +195,7 @@ impl Creds {
                     )
                     .map_err(Error::bad)?,
                 };
-                let mut req = clients
-                    .sts
-                    .assume_role()
+                let mut req = AssumeRoleInput::builder()
                     .role_arn(role_arn.unwrap_or_default())
                     .role_session_name(session)
                     .duration_seconds(dur)
@@ -210,7 +212,7 @@ impl Creds {
                         .map_err(|e| Error::bad(format!("invalid session tag: {e}")))?;
                     req = req.tags(tag);
                 }
-                let out = aws(req.send().await).map_err(bad)?;
+                let out = sts_call!(clients, req).map_err(bad)?;
                 let arn = out.assumed_role_user().map(|u| u.arn().to_string());
                 (out.credentials().cloned(), arn)
             }
@@ -222,26 +224,22 @@ impl Creds {
                     role_name,
                 )
                 .map_err(Error::bad)?;
-                let out = aws(clients
-                    .sts
-                    .get_federation_token()
+                let req = GetFederationTokenInput::builder()
                     .name(fed_name)
                     .duration_seconds(dur)
                     .set_policy(policy)
-                    .set_policy_arns((!policy_arns.is_empty()).then_some(policy_arns))
-                    .send()
-                    .await)
-                .map_err(bad)?;
+                    .set_policy_arns((!policy_arns.is_empty()).then_some(policy_arns));
+                let out = sts_call!(clients, req).map_err(bad)?;
                 (out.credentials().cloned(), None)
             }
             SESSION_TOKEN => {
-                let mut req = clients.sts.get_session_token().duration_seconds(dur);
+                let mut req = GetSessionTokenInput::builder().duration_seconds(dur);
                 if !r.mfa_serial_number.is_empty() {
                     req = req
                         .serial_number(&r.mfa_serial_number)
                         .token_code(d.string("mfa_code"));
                 }
-                let out = aws(req.send().await).map_err(bad)?;
+                let out = sts_call!(clients, req).map_err(bad)?;
                 (out.credentials().cloned(), None)
             }
             other => return Err(Error::bad(format!("unknown credential_type {other:?}"))),

@@ -27,6 +27,46 @@ use crate::config::RootConfig;
 pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
+    /// `sts_fallback_endpoints` with their regions, tried in order when `sts` is
+    /// unreachable or failing on its side.
+    pub sts_fallbacks: Vec<aws_sdk_sts::Client>,
+}
+
+impl Clients {
+    /// The STS clients in the order to try them.
+    pub fn sts_all(&self) -> impl Iterator<Item = &aws_sdk_sts::Client> {
+        std::iter::once(&self.sts).chain(self.sts_fallbacks.iter())
+    }
+}
+
+/// Whether another STS endpoint may succeed where this call failed: no answer at all, or a
+/// server-side error. A refusal (4xx) would be the same everywhere.
+pub fn worth_fallback(e: &AwsError) -> bool {
+    e.status.is_none_or(|s| s >= 500)
+}
+
+/// Sends an STS input builder to each STS client in turn until one answers.
+#[macro_export]
+macro_rules! sts_call {
+    ($clients:expr, $input:expr) => {{
+        let mut result = None;
+        for client in $clients.sts_all() {
+            match $crate::sdk::aws($input.clone().send_with(client).await) {
+                Err(e) if $crate::sdk::worth_fallback(&e) => result = Some(Err(e)),
+                other => {
+                    result = Some(other);
+                    break;
+                }
+            }
+        }
+        result.unwrap_or_else(|| {
+            Err($crate::sdk::AwsError {
+                code: None,
+                status: None,
+                message: "no STS endpoint configured".into(),
+            })
+        })
+    }};
 }
 
 /// The region a configuration means: its own, else the environment's, else `us-east-1`.
@@ -88,9 +128,22 @@ pub async fn build_with(cfg: &RootConfig, access_key: &str, secret_key: &str) ->
     if !cfg.sts_region.is_empty() {
         sts = sts.region(Region::new(cfg.sts_region.clone()));
     }
+    let sts_fallbacks = cfg
+        .sts_fallback_endpoints
+        .iter()
+        .zip(cfg.sts_fallback_regions.iter())
+        .map(|(endpoint, region)| {
+            let b = aws_sdk_sts::config::Builder::from(&shared)
+                .interceptor(ClockSkew)
+                .endpoint_url(endpoint.clone())
+                .region(Region::new(region.clone()));
+            aws_sdk_sts::Client::from_conf(b.build())
+        })
+        .collect();
     Clients {
         iam: aws_sdk_iam::Client::from_conf(iam.build()),
         sts: aws_sdk_sts::Client::from_conf(sts.build()),
+        sts_fallbacks,
     }
 }
 
