@@ -1,5 +1,7 @@
 //! `lease lookup|renew|revoke` on `sys/leases/*`.
 
+mod progress;
+
 use serde_json::{Value, json};
 
 use super::{CmdResult, Command, Ctx, Exit};
@@ -102,9 +104,18 @@ fn revoke(ctx: &mut Ctx) -> CmdResult {
     } else {
         (format!("sys/leases/revoke/{api_target}"), "lease")
     };
+    // An asynchronous prefix revocation runs as a job: follow it when the server has them.
+    let jobs_before = if prefix && !sync {
+        progress::job_ids(&ctx.client)
+    } else {
+        None
+    };
     ctx.client
         .request("PUT", &path, &[], Body::Json(&json!({ "sync": sync })))
         .map_err(|e| Exit::api(format!("Error revoking {what} {target}"), &e))?;
+    if let Some(before) = jobs_before {
+        return follow_job(ctx, &api_target, &target, &before);
+    }
     if !sync {
         output::outln("All revocation operations queued successfully!");
     } else if prefix {
@@ -114,5 +125,38 @@ fn revoke(ctx: &mut Ctx) -> CmdResult {
     } else {
         output::outln(&format!("Success! Revoked lease: {target}"));
     }
+    Ok(0)
+}
+
+/// Waits for the revoke-prefix job our request started, showing its progress.
+fn follow_job(
+    ctx: &Ctx,
+    api_target: &str,
+    target: &str,
+    before: &std::collections::BTreeSet<String>,
+) -> CmdResult {
+    let context = || format!("Error revoking prefix {target}");
+    let Some(id) = progress::find_job(&ctx.client, api_target, before)
+        .map_err(|e| Exit::api(context(), &e))?
+    else {
+        // Queued but not seen (e.g. a job store shared with other writers): as vault says it.
+        output::outln("All revocation operations queued successfully!");
+        return Ok(0);
+    };
+    let end = progress::follow(&ctx.client, &id).map_err(|e| Exit::api(context(), &e))?;
+    if end.failed > 0 {
+        return Err(Exit::with_code(
+            2,
+            format!(
+                "{}: {} of {} leases could not be revoked; they stay recorded and are retried (see sys/leases/jobs/{id})",
+                context(),
+                end.failed,
+                end.total
+            ),
+        ));
+    }
+    output::outln(&format!(
+        "Success! Revoked any leases with prefix: {target}"
+    ));
     Ok(0)
 }
