@@ -3,6 +3,8 @@
 //! per mount and fetched again once when a token names a key id the cache lacks, which is
 //! how a key rotated at the issuer is picked up.
 
+use std::time::{Duration, Instant};
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
@@ -24,10 +26,23 @@ struct Cached {
     /// The configured URL (JWKS or discovery) the set belongs to.
     source: String,
     set: JwkSet,
+    fetched: Instant,
 }
 
-#[derive(Default)]
-pub struct KeyCache(parking_lot::Mutex<Option<Cached>>);
+/// How soon after a fetch a token with an unknown key id may cause another one: without a
+/// floor, every forged `kid` would make the mount call the issuer.
+pub const MIN_REFETCH: Duration = Duration::from_secs(5);
+
+pub struct KeyCache {
+    cached: parking_lot::Mutex<Option<Cached>>,
+    min_refetch: Duration,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache::new(MIN_REFETCH)
+    }
+}
 
 /// The parts of a JOSE header we need, read before any verification.
 struct Header {
@@ -146,8 +161,15 @@ pub async fn discover(
 }
 
 impl KeyCache {
+    pub fn new(min_refetch: Duration) -> Self {
+        KeyCache {
+            cached: parking_lot::Mutex::new(None),
+            min_refetch,
+        }
+    }
+
     pub fn clear(&self) {
-        *self.0.lock() = None;
+        *self.cached.lock() = None;
     }
 
     /// Verifies the signature of `jwt` and returns its claims (not yet validated).
@@ -205,7 +227,9 @@ impl KeyCache {
         if source.is_empty() {
             return Err(token_error("the auth method is not configured"));
         }
-        if !refresh && let Some(c) = self.0.lock().as_ref().filter(|c| &c.source == source) {
+        if let Some(c) = self.cached.lock().as_ref().filter(|c| &c.source == source)
+            && (!refresh || c.fetched.elapsed() < self.min_refetch)
+        {
             return Ok(c.set.clone());
         }
         let fetched = if cfg.jwks_url.is_empty() {
@@ -220,9 +244,10 @@ impl KeyCache {
             tracing::warn!(error = %e, "fetching the JWT verification keys failed");
             token_error(format!("fetching keys: {e}"))
         })?;
-        *self.0.lock() = Some(Cached {
+        *self.cached.lock() = Some(Cached {
             source: source.clone(),
             set: set.clone(),
+            fetched: Instant::now(),
         });
         Ok(set)
     }

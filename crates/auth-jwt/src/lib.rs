@@ -9,6 +9,7 @@
 //! served.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use lessor_core::Result;
@@ -41,8 +42,14 @@ impl Jwt {
 
     /// A backend whose token time checks follow `clock`.
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self::with_options(clock, keys::MIN_REFETCH)
+    }
+
+    /// Also sets how soon after a key-set fetch an unknown key id may trigger another
+    /// (tests of key rotation use 0).
+    pub fn with_options(clock: Arc<dyn Clock>, min_refetch: Duration) -> Self {
         let state = Arc::new(State {
-            keys: keys::KeyCache::default(),
+            keys: keys::KeyCache::new(min_refetch),
             clock,
         });
         let mut paths = vec![login::path(&state), path_config::path(&state)];

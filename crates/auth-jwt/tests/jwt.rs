@@ -7,17 +7,23 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{Issuer, Signer, now};
 use jsonwebtoken::Algorithm;
 use lessor_auth_common::testing::{Mount, Reply};
 use lessor_auth_jwt::Jwt;
+use lessor_core::clock::SystemClock;
 use serde_json::{Value, json};
 
 async fn mount() -> Mount {
-    Mount::new(Arc::new(Jwt::new()), "jwt", "jwt")
-        .await
-        .unwrap()
+    mount_with(Duration::ZERO).await
+}
+
+/// A mount whose unknown key ids refetch the key set at most every `min_refetch`.
+async fn mount_with(min_refetch: Duration) -> Mount {
+    let backend = Jwt::with_options(Arc::new(SystemClock), min_refetch);
+    Mount::new(Arc::new(backend), "jwt", "jwt").await.unwrap()
 }
 
 /// A jwt role bound to audience `api`, user claim `sub`.
@@ -387,4 +393,26 @@ async fn roles() {
         &login(&m, "mail", &key.sign(&claims("x"))).await,
         "claim \"upn\" not found in token",
     );
+}
+
+#[tokio::test]
+async fn unknown_key_ids_do_not_hammer_the_issuer() {
+    let key = Signer::es256("real");
+    let issuer = Issuer::start(&[&key]).await;
+    let m = mount_with(Duration::from_secs(60)).await;
+    m.write("config", json!({"jwks_url": issuer.jwks_url()}))
+        .await;
+    role(&m, "dev", json!({})).await;
+    assert_eq!(login(&m, "dev", &key.sign(&claims("x"))).await.status, 200);
+    let before = issuer.fetches();
+    for i in 0..5 {
+        let r = login(
+            &m,
+            "dev",
+            &key.sign_as(&format!("forged-{i}"), &claims("x")),
+        )
+        .await;
+        assert_refused(&r, "no key with id");
+    }
+    assert_eq!(issuer.fetches(), before);
 }
