@@ -148,6 +148,10 @@ def test_access_needs_read_on_the_path(dev_server):
 
     bad = open_stream(dev_server.url, {"X-Vault-Token": reader}, before="soon")
     assert bad.status_code == 400
+    # Other methods are ordinary requests, with the ordinary errors.
+    post = requests.post(f"{dev_server.url}/v1/sys/leases/events", headers={"X-Vault-Token": ROOT_TOKEN}, timeout=10)
+    assert post.status_code == 405
+    assert post.json()["errors"]
 
     ok = open_stream(dev_server.url, {"Authorization": f"Bearer {reader}"}, prefix="auth/")
     try:

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderValue, Request as HttpRequest, StatusCode, header};
+use axum::http::{HeaderValue, Method, Request as HttpRequest, StatusCode, header};
 use axum::response::Response as HttpResponse;
 use lessor_core::Error;
 use lessor_core::expiration::{Item, Subscription};
@@ -28,8 +28,11 @@ pub const PATH: &str = "sys/leases/events";
 /// Silence after which a comment line keeps proxies and clients from timing out.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The route's handler.
+/// The route's handler. Other methods than GET take the ordinary way (and its errors).
 pub async fn stream(State(state): State<AppState>, req: HttpRequest<Body>) -> HttpResponse {
+    if req.method() != Method::GET {
+        return crate::http::handle(State(state), req).await;
+    }
     match subscribe(&state, req).await {
         Ok(sub) => sse(sub),
         Err(e) => error_response(&e),
@@ -128,7 +131,7 @@ mod tests {
         assert!(text.starts_with("event: expiring-soon\ndata: {"), "{text}");
         assert!(text.ends_with("}\n\n"));
         assert_eq!(
-            text.lines().count(),
+            text.trim_end().lines().count(),
             2,
             "one data line: the JSON has no newline"
         );

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{any, get};
+use axum::routing::any;
 use lessor_core::core::Factory;
 
 pub use http::AppState;
@@ -22,7 +22,7 @@ pub use serve::{Server, serve_main, serve_with};
 pub fn router(state: AppState) -> Router {
     Router::new()
         // Before the catch-all: the lease event stream is served as SSE, not as JSON.
-        .route("/v1/sys/leases/events", get(events::stream))
+        .route("/v1/sys/leases/events", any(events::stream))
         .route("/v1/{*path}", any(http::handle))
         .fallback(http::not_found)
         .with_state(state)

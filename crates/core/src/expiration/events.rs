@@ -160,10 +160,10 @@ impl Recent {
         if self.set.contains(id) {
             return false;
         }
-        if self.order.len() >= RECENT_REVOKED {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
+        if self.order.len() >= RECENT_REVOKED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
         }
         self.set.insert(id.to_string());
         self.order.push_back(id.to_string());
@@ -208,11 +208,7 @@ impl LeaseEvents {
     /// Publishes one event: observers first, then subscribers. Never waits.
     pub fn emit(&self, ev: LeaseEvent) {
         match ev.kind {
-            EventKind::Revoked => {
-                if !self.recent.lock().first(&ev.lease_id) {
-                    return;
-                }
-            }
+            EventKind::Revoked if !self.recent.lock().first(&ev.lease_id) => return,
             EventKind::Reserved | EventKind::Issued => self.recent.lock().forget(&ev.lease_id),
             _ => {}
         }
@@ -263,10 +259,10 @@ impl LeaseEvents {
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             for (_, raw) in page {
-                if let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw) {
-                    if e.state == LeaseState::Active {
-                        sub.track(&e.id, &e.mount, e.kind == LeaseKind::Token, e.expire_time);
-                    }
+                if let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw)
+                    && e.state == LeaseState::Active
+                {
+                    sub.track(&e.id, &e.mount, e.kind == LeaseKind::Token, e.expire_time);
                 }
             }
         }
