@@ -167,3 +167,13 @@ def test_tidy(root: hvac.Client, dev_server):
         timeout=10,
     )
     assert r.status_code == 202
+
+
+def test_renewal_stays_within_the_roles_token_max_ttl(root: hvac.Client, dev_server):
+    role_id = make_role(root, "capped", token_ttl="30s", token_max_ttl="60s")
+    secret = new_secret(root, "capped")
+    client = hvac_client(dev_server.url)
+    auth = client.auth.approle.login(role_id, secret["secret_id"], mount_point=MOUNT)["auth"]
+    assert auth["lease_duration"] == 30
+    renewed = client.auth.token.renew_self(increment=3600)["auth"]
+    assert 0 < renewed["lease_duration"] <= 60

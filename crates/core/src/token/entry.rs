@@ -44,6 +44,9 @@ pub struct TokenEntry {
     /// Unix seconds; 0 = never expires.
     pub expire_time: i64,
     pub explicit_max_ttl: i64,
+    /// The backend's max TTL at creation (a login role's `token_max_ttl`), in seconds;
+    /// renewals stay within it. 0 = only the mount max.
+    pub max_ttl: i64,
     pub period: i64,
     pub renewable: bool,
     pub role: String,

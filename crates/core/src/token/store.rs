@@ -198,6 +198,7 @@ impl TokenStore {
             creation_ttl: ttl,
             expire_time: if ttl > 0 { now + ttl } else { 0 },
             explicit_max_ttl: p.explicit_max_ttl.max(0),
+            max_ttl: p.max_ttl.max(0),
             period: p.period.max(0),
             renewable: p.renewable && ttl > 0,
             role: p.role,
@@ -376,7 +377,7 @@ impl TokenStore {
             let granted = calculate(TtlInput {
                 increment: increment.max(0),
                 backend_ttl: e.creation_ttl,
-                backend_max: 0,
+                backend_max: e.max_ttl,
                 explicit_max,
                 period,
                 mount_default: limits.default,
