@@ -518,18 +518,18 @@ impl Core {
         };
         let msg = error.map(|e| e.messages().join("; "));
         let out = self.audit.log_response(&rec, resp, msg.as_deref()).await;
-        if out.is_err() {
-            if let Some(r) = resp {
-                if !r.lease_id.is_empty() {
-                    if let Err(e) = active.expiration.revoke(&r.lease_id, true).await {
-                        tracing::error!(lease_id = %r.lease_id, error = %e, "cannot revoke a lease whose issue was not audited");
-                    }
-                }
-                if let Some(a) = r.auth.as_ref().filter(|a| !a.client_token.is_empty()) {
-                    let hash = active.tokens.hash(&a.client_token);
-                    if let Err(e) = active.tokens.revoke_tree(&hash).await {
-                        tracing::error!(accessor = %a.accessor, error = %e, "cannot revoke a token whose issue was not audited");
-                    }
+        if out.is_err()
+            && let Some(r) = resp
+        {
+            if !r.lease_id.is_empty()
+                && let Err(e) = active.expiration.revoke(&r.lease_id, true).await
+            {
+                tracing::error!(lease_id = %r.lease_id, error = %e, "cannot revoke a lease whose issue was not audited");
+            }
+            if let Some(a) = r.auth.as_ref().filter(|a| !a.client_token.is_empty()) {
+                let hash = active.tokens.hash(&a.client_token);
+                if let Err(e) = active.tokens.revoke_tree(&hash).await {
+                    tracing::error!(accessor = %a.accessor, error = %e, "cannot revoke a token whose issue was not audited");
                 }
             }
         }

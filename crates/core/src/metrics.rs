@@ -253,10 +253,10 @@ impl Metrics {
             return Ok(None);
         };
         let mut cached = self.census.lock().await;
-        if let Some(c) = cached.as_ref() {
-            if c.taken.is_some_and(|t| t.elapsed() < leases::CACHE_FOR) {
-                return Ok(Some(c.clone()));
-            }
+        if let Some(c) = cached.as_ref()
+            && c.taken.is_some_and(|t| t.elapsed() < leases::CACHE_FOR)
+        {
+            return Ok(Some(c.clone()));
         }
         let c = leases::take(active.storage.as_ref(), core.clock.now_unix()).await?;
         *cached = Some(c.clone());

@@ -379,8 +379,11 @@ fn events_of(e: &Value) -> Vec<Event> {
     out
 }
 
-/// Reads every file: `(time, events)` of each response entry, plus the lines skipped.
-fn read_logs(files: &[String]) -> Result<(Vec<(f64, Vec<Event>)>, u64, u64), Exit> {
+/// Response entries reduced to their events, with their time.
+type Timeline = Vec<(f64, Vec<Event>)>;
+
+/// Reads every file: the timeline, the entries read and the lines skipped.
+fn read_logs(files: &[String]) -> Result<(Timeline, u64, u64), Exit> {
     let total: u64 = files
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())
@@ -492,7 +495,7 @@ struct Report {
     end: f64,
 }
 
-fn replay(events: Vec<(f64, Vec<Event>)>) -> Report {
+fn replay(events: Timeline) -> Report {
     let mut r = Report {
         leases: BTreeMap::new(),
         rotations: Vec::new(),

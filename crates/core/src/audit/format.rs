@@ -161,12 +161,11 @@ fn response_json(s: &Salting<'_>, resp: &Response) -> Value {
     }
     if let Some(data) = &resp.data {
         let mut v = s.data(data);
-        if s.elide_list_responses {
-            if let Some(Value::Array(keys)) = data.get("keys") {
-                if let Some(m) = v.as_object_mut() {
-                    m.insert("keys".into(), json!(keys.len()));
-                }
-            }
+        if s.elide_list_responses
+            && let Some(Value::Array(keys)) = data.get("keys")
+            && let Some(m) = v.as_object_mut()
+        {
+            m.insert("keys".into(), json!(keys.len()));
         }
         out.insert("data".into(), v);
     }

@@ -76,10 +76,10 @@ pub async fn take(storage: &dyn Storage, now: i64) -> Result<Census> {
                 let left = (e.expire_time - now).max(0) as f64;
                 c.expiry.count += 1;
                 c.expiry.sum += left;
-                if let Some(i) = EXPIRY_BOUNDS.iter().position(|b| left <= *b) {
-                    if let Some(n) = c.expiry.counts.get_mut(i) {
-                        *n += 1;
-                    }
+                if let Some(i) = EXPIRY_BOUNDS.iter().position(|b| left <= *b)
+                    && let Some(n) = c.expiry.counts.get_mut(i)
+                {
+                    *n += 1;
                 }
             }
         }

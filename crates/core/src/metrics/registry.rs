@@ -37,10 +37,10 @@ impl Histogram {
     }
 
     pub fn observe(&self, v: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
-            if let Some(b) = self.buckets.get(i) {
-                b.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b)
+            && let Some(b) = self.buckets.get(i)
+        {
+            b.fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micro
