@@ -176,7 +176,7 @@ unsafe_allow_api_audit_creation = false
     port = free_port()
     s = ServerProcess(
         [server_binary(), "server", "-dev", f"-dev-root-token-id={ROOT_TOKEN}",
-         f"-dev-listen-address=127.0.0.1:{port}", f"-config={cfg}"],
+         f"-dev-listen-address=127.0.0.1:{port}", f"-config={cfg}", "-log-level=debug"],
         port,
         log_dir / f"declared-{port}.log",
     )
@@ -194,8 +194,9 @@ unsafe_allow_api_audit_creation = false
         resp = next(e for e in es if e["type"] == "response" and e["request"]["path"] == "auth/token/create")
         assert resp["response"]["auth"]["accessor"] == created["accessor"]  # hmac_accessor=false
         assert resp["response"]["auth"]["client_token"] != created["client_token"]
-        # The server log carries request ids, never the token.
+        # The server log carries the audit entries' request ids, never the token.
         server_log = s.log_path.read_text()
+        assert resp["request"]["id"] in server_log
         assert created["client_token"] not in server_log
     finally:
         s.stop()

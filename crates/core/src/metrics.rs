@@ -91,6 +91,8 @@ pub struct Probe {
     /// The lease a renew or revoke names (body or path), for its mount label.
     target: Option<String>,
     start: Instant,
+    /// Request id and path, kept only when debug logging is on (one line per request).
+    debug: Option<(String, String)>,
 }
 
 /// Lease manager events counted, in `EventKind` order.
@@ -192,6 +194,8 @@ impl Metrics {
             target: op.and_then(|_| lease_target(req)),
             op,
             start: Instant::now(),
+            debug: tracing::enabled!(tracing::Level::DEBUG)
+                .then(|| (req.id.clone(), path.to_string())),
         }
     }
 
@@ -218,6 +222,10 @@ impl Metrics {
         }
         if let Some(h) = self.request_ms.get(probe.class) {
             h.observe(ms);
+        }
+        if let Some((request_id, path)) = &probe.debug {
+            // The id is the one the audit entries carry; the path names, never holds, a secret.
+            tracing::debug!(request_id = %request_id, path = %path, status, ms, "request handled");
         }
         let issued = match out {
             Ok(Some(r)) if !r.lease_id.is_empty() => Some(r.lease_id.as_str()),
