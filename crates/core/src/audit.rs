@@ -94,7 +94,7 @@ enum Format {
 
 struct Device {
     entry: DeviceEntry,
-    salt: Vec<u8>,
+    key: format::Keyed,
     sink: Sink,
     format: Format,
     prefix: String,
@@ -165,14 +165,14 @@ impl Device {
             hmac_accessor: opt_bool(o, "hmac_accessor", true)?,
             elide_list_responses: opt_bool(o, "elide_list_responses", false)?,
             sink,
-            salt,
+            key: format::Keyed::new(&salt),
             entry,
         })
     }
 
     fn salting(&self) -> Salting<'_> {
         Salting {
-            salt: &self.salt,
+            key: &self.key,
             log_raw: self.log_raw,
             hmac_accessor: self.hmac_accessor,
             elide_list_responses: self.elide_list_responses,
@@ -392,7 +392,7 @@ impl Broker {
             .iter()
             .find(|d| d.entry.path == path)
             .ok_or_else(|| Error::bad(format!("unknown audit backend {path}")))?;
-        Ok(hmac_hex(&d.salt, input))
+        Ok(d.key.hash(input))
     }
 
     /// Writes one entry to every device; fails unless at least one wrote it.

@@ -19,17 +19,32 @@ const PLAIN_DATA_KEYS: &[&str] = &["lease_id"];
 
 /// `hmac-sha256:<hex>` of `input` under `salt`.
 pub fn hmac_hex(salt: &[u8], input: &str) -> String {
-    // HMAC takes a key of any length, so this cannot fail; fall back to an empty MAC anyway.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(salt) else {
-        return "hmac-sha256:".to_string();
-    };
-    mac.update(input.as_bytes());
-    format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
+    Keyed::new(salt).hash(input)
+}
+
+/// A device's HMAC, keyed once: each hash clones the keyed state instead of keying again.
+#[derive(Clone)]
+pub struct Keyed(Option<Hmac<Sha256>>);
+
+impl Keyed {
+    pub fn new(salt: &[u8]) -> Keyed {
+        // HMAC takes a key of any length, so keying cannot fail.
+        Keyed(Hmac::<Sha256>::new_from_slice(salt).ok())
+    }
+
+    /// `hmac-sha256:<hex>` of `input`.
+    pub fn hash(&self, input: &str) -> String {
+        let Some(mut mac) = self.0.clone() else {
+            return "hmac-sha256:".to_string();
+        };
+        mac.update(input.as_bytes());
+        format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
+    }
 }
 
 /// How one device salts an entry.
 pub struct Salting<'a> {
-    pub salt: &'a [u8],
+    pub key: &'a Keyed,
     pub log_raw: bool,
     pub hmac_accessor: bool,
     pub elide_list_responses: bool,
@@ -40,7 +55,7 @@ impl Salting<'_> {
         if self.log_raw || s.is_empty() {
             Value::String(s.to_string())
         } else {
-            Value::String(hmac_hex(self.salt, s))
+            Value::String(self.key.hash(s))
         }
     }
 
@@ -290,7 +305,7 @@ mod tests {
             time: "t",
         };
         let s = Salting {
-            salt: b"salt",
+            key: &Keyed::new(b"salt"),
             log_raw: false,
             hmac_accessor: true,
             elide_list_responses: false,
@@ -309,7 +324,7 @@ mod tests {
         assert_eq!(e["auth"]["policies"][0], "default");
 
         let raw = Salting {
-            salt: b"salt",
+            key: &Keyed::new(b"salt"),
             log_raw: true,
             hmac_accessor: true,
             elide_list_responses: false,
@@ -319,7 +334,7 @@ mod tests {
             "hunter2"
         );
         let plain_acc = Salting {
-            salt: b"salt",
+            key: &Keyed::new(b"salt"),
             log_raw: false,
             hmac_accessor: false,
             elide_list_responses: false,
@@ -342,7 +357,7 @@ mod tests {
         m.insert("keys".into(), json!(["a", "b"]));
         let resp = Response::data(m);
         let s = Salting {
-            salt: b"k",
+            key: &Keyed::new(b"k"),
             log_raw: false,
             hmac_accessor: true,
             elide_list_responses: true,
