@@ -716,7 +716,7 @@ impl TokenLeaseHooks for Expiration {
             max_ttl: 0,
         };
         self.persist(&entry).await?;
-        self.events.emit(LeaseEvent::upsert(&entry, self.schedule.expiry_of(&entry.id).is_some(), self.clock.now_unix()));
+        self.events.emit(LeaseEvent::upsert(&entry, self.clock.now_unix()));
         self.schedule.insert(&entry.id, entry.expire_time);
         Ok(())
     }

@@ -54,6 +54,18 @@ struct Live {
     counts: Mutex<Counts>,
 }
 
+impl Live {
+    fn new(rule: LeaseCountRule, leases: i64) -> Self {
+        Live {
+            rule,
+            counts: Mutex::new(Counts {
+                leases,
+                inflight: 0,
+            }),
+        }
+    }
+}
+
 /// The rules in force and their counters.
 pub struct LeaseQuotas {
     /// `sys/quotas/` through the barrier.
@@ -99,19 +111,15 @@ impl LeaseQuotas {
                 rules.push(rule);
             }
         }
-        let counts = self.count(&rules, "").await?;
+        // Each rule counts only the leases under its path: no rules, no scan.
+        let mut live = Vec::with_capacity(rules.len());
+        for rule in rules {
+            let n = self.count(&rule).await?;
+            live.push(Live::new(rule, n));
+        }
         let mut map = self.rules.write();
         map.clear();
-        for (rule, n) in rules.into_iter().zip(counts) {
-            let live = Live {
-                rule,
-                counts: Mutex::new(Counts {
-                    leases: n,
-                    inflight: 0,
-                }),
-            };
-            map.insert(live.rule.name.clone(), Arc::new(live));
-        }
+        map.extend(live.into_iter().map(|l| (l.rule.name.clone(), Arc::new(l))));
         Ok(map.len())
     }
 
@@ -128,48 +136,30 @@ impl LeaseQuotas {
         }
     }
 
-    /// How many leases each of `rules` covers, by one pass over the lease index keys under
-    /// `scope` (a lease id prefix all the rules share).
-    async fn count(&self, rules: &[LeaseCountRule], scope: &str) -> Result<Vec<i64>> {
-        let mut counts = vec![0i64; rules.len()];
-        if rules.is_empty() {
-            return Ok(counts);
-        }
-        let base = format!("{LEASE_ID_PREFIX}{scope}");
+    /// How many leases `rule` covers now, from the lease record keys under its path.
+    async fn count(&self, rule: &LeaseCountRule) -> Result<i64> {
+        let mut n = 0;
+        let base = format!("{LEASE_ID_PREFIX}{}", rule.path);
         let mut after: Option<String> = None;
         loop {
             // Keys only: no lease body is decrypted to count it.
             let page = self.leases.scan_keys(&base, after.as_deref(), 1000).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.clone());
-            for key in &page {
-                let id = &key[LEASE_ID_PREFIX.len()..];
-                for (rule, n) in rules.iter().zip(counts.iter_mut()) {
-                    if rule.covers(id) {
-                        *n += 1;
-                    }
-                }
-            }
+            let under = |key: &&String| rule.covers(&key[LEASE_ID_PREFIX.len()..]);
+            n += page.iter().filter(under).count() as i64;
         }
-        Ok(counts)
+        Ok(n)
     }
 
     /// Creates or replaces a rule, durably, and counts the leases it covers now.
     pub async fn put(&self, rule: LeaseCountRule) -> Result<()> {
         let raw = serde_json::to_vec(&rule).map_err(|e| Error::internal(e.to_string()))?;
-        let [n] = self.count(std::slice::from_ref(&rule), &rule.path).await?[..] else {
-            return Err(Error::internal("lease count mismatch"));
-        };
+        let n = self.count(&rule).await?;
         self.storage
             .put(&format!("{RULE_PREFIX}{}", rule.name), raw)
             .await?;
-        let live = Live {
-            rule,
-            counts: Mutex::new(Counts {
-                leases: n,
-                inflight: 0,
-            }),
-        };
+        let live = Live::new(rule, n);
         self.rules
             .write()
             .insert(live.rule.name.clone(), Arc::new(live));

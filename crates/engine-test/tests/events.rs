@@ -271,3 +271,24 @@ async fn sealing_ends_the_stream() {
         .unwrap();
     assert_eq!(end, None);
 }
+
+#[tokio::test]
+async fn a_token_renewed_after_a_restart_is_renewed_not_issued() {
+    let env = Env::new().await;
+    let r = env
+        .ok(Operation::Update, "auth/token/create", json!({"ttl": "1h"}))
+        .await
+        .unwrap();
+    let token = r.auth.unwrap().client_token;
+    let env = env.restart().await;
+    let mut sub = subscribe(&env, "auth/token/", None).await;
+    env.call_as(
+        &token,
+        Operation::Update,
+        "auth/token/renew-self",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(kinds(&drain(&mut sub)), [EventKind::Renewed]);
+}

@@ -232,6 +232,13 @@ async fn token_leases_count() {
     env.ok(Operation::Update, "auth/token/create", json!({"ttl": "1h"}))
         .await;
     assert_eq!(counter(&env, "tokens").await, 3);
+    // A renewal, even the first one after a restart, is not a new lease.
+    let env = env.restart().await;
+    assert_eq!(counter(&env, "tokens").await, 3);
+    env.call_as(&user, Operation::Update, "auth/token/renew-self", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(counter(&env, "tokens").await, 3);
 }
 
 #[tokio::test]

@@ -98,9 +98,11 @@ impl LeaseEvent {
         }
     }
 
-    /// A token lease written: `issued` the first time, `renewed` when it was already known.
-    pub fn upsert(e: &LeaseEntry, known: bool, now: i64) -> Self {
-        let kind = if known {
+    /// A token lease written: `issued` when the token is created, `renewed` once it has
+    /// been renewed (told by the record itself, not by the schedule, which fills in the
+    /// background after an unseal).
+    pub fn upsert(e: &LeaseEntry, now: i64) -> Self {
+        let kind = if e.last_renewal > 0 {
             EventKind::Renewed
         } else {
             EventKind::Issued
