@@ -25,11 +25,14 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::{ID_PREFIX, LeaseEntry, LeaseKind, LeaseState};
-use crate::Result;
 use crate::clock::Clock;
+use crate::{Error, Result};
 
 /// Events a subscriber may fall behind by before it is dropped.
 pub const BUFFER: usize = 4096;
+/// Leases one subscription times for `expiring-soon` (about 100 bytes each). A snapshot
+/// over more is refused; a subscription that grows past it is dropped as lagged.
+pub const MAX_TRACKED: usize = 100_000;
 /// Revocations remembered to drop a repeated `revoked` of the same lease (a token lease is
 /// forgotten both by its token's revocation and by the caller that revoked the token).
 const RECENT_REVOKED: usize = 4096;
@@ -245,6 +248,8 @@ impl LeaseEvents {
             clock: self.clock.clone(),
             soon: BTreeSet::new(),
             tracked: HashMap::new(),
+            max_tracked: MAX_TRACKED,
+            overflow: false,
             done: false,
         };
         if sub.before.is_some() {
@@ -266,6 +271,12 @@ impl LeaseEvents {
                 {
                     sub.track(&e.id, &e.mount, e.kind == LeaseKind::Token, e.expire_time);
                 }
+            }
+            if sub.overflow {
+                return Err(Error::bad(format!(
+                    "more than {MAX_TRACKED} leases under prefix {:?}: narrow the prefix to use \"before\"",
+                    sub.prefix
+                )));
             }
         }
         Ok(())
@@ -296,6 +307,9 @@ pub struct Subscription {
     /// (announce at, lease id), earliest first.
     soon: BTreeSet<(i64, String)>,
     tracked: HashMap<String, Tracked>,
+    max_tracked: usize,
+    /// More leases to time than `max_tracked`: the subscription ends as lagged.
+    overflow: bool,
     done: bool,
 }
 
@@ -314,6 +328,10 @@ impl Subscription {
         let Some(before) = self.before else { return };
         self.untrack(id);
         if expire <= 0 {
+            return;
+        }
+        if self.tracked.len() >= self.max_tracked {
+            self.overflow = true;
             return;
         }
         self.soon.insert((expire - before, id.to_string()));
@@ -366,6 +384,10 @@ impl Subscription {
     pub fn try_next(&mut self) -> Option<Item> {
         if self.done {
             return None;
+        }
+        if self.overflow {
+            self.done = true;
+            return Some(Item::Lagged);
         }
         loop {
             match self.rx.try_recv() {
@@ -517,6 +539,28 @@ mod tests {
         assert_eq!(sub.try_next(), Some(Item::Lagged));
         assert_eq!(sub.try_next(), None);
         assert_eq!(sub.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_subscription_with_too_many_leases_to_time_is_dropped() {
+        let (hub, _) = hub();
+        let mut sub = hub
+            .subscribe("", Some(Duration::from_secs(30)))
+            .await
+            .unwrap();
+        sub.max_tracked = 2;
+        for i in 0..3 {
+            hub.emit(LeaseEvent::of(
+                EventKind::Issued,
+                &entry(&format!("test/{i}"), 400),
+                100,
+            ));
+        }
+        for _ in 0..3 {
+            assert!(matches!(sub.try_next(), Some(Item::Event(e)) if e.kind == EventKind::Issued));
+        }
+        assert_eq!(sub.try_next(), Some(Item::Lagged));
+        assert_eq!(sub.try_next(), None);
     }
 
     #[tokio::test]
