@@ -18,7 +18,8 @@
 //!   unseal, and for a new rule at its creation, by one pass over the lease records under
 //!   the rule's path (lease index keys only, no body decrypted); no request ever scans.
 //!   A request admitted but not yet reserved holds a slot, so concurrent requests cannot
-//!   overshoot the limit.
+//!   overshoot the limit. A new rule's first count may miss the leases issued or revoked
+//!   while it is being taken; the count is exact again after the next unseal.
 //!
 //! Rules are stored through the barrier under `sys/quotas/lease-count/<name>`.
 
