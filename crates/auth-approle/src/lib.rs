@@ -13,9 +13,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use lessor_auth_common::renewing_role;
+use lessor_core::Error;
 use lessor_core::Result;
 use lessor_core::clock::{Clock, SystemClock};
-use lessor_core::framework::{Backend, Path};
+use lessor_core::framework::{AuthRenewCtx, AuthRenewGrant, Backend, Path};
 use lessor_core::mounts::MountEntry;
 use lessor_storage::Storage;
 
@@ -83,6 +85,17 @@ impl Backend for AppRole {
 
     async fn initialize(&self, storage: &Arc<dyn Storage>) -> Result<()> {
         self.state.salt.load(storage).await.map(|_| ())
+    }
+
+    /// Renewal re-reads the role: gone → refused; its token settings now apply.
+    async fn renew_auth(&self, ctx: &AuthRenewCtx<'_>) -> Result<Option<AuthRenewGrant>> {
+        let Some(name) = renewing_role(ctx, "role_name") else {
+            return Ok(None);
+        };
+        let role = role::get(ctx.storage, &name)
+            .await?
+            .ok_or_else(|| Error::bad(format!("role {name:?} does not exist during renewal")))?;
+        role.token.renew_grant(ctx.policies).map(Some)
     }
 }
 

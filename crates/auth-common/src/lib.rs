@@ -12,7 +12,7 @@ pub mod token_fields;
 
 pub use cidr::{check_cidrs, parse_cidrs};
 pub use record::{delete, get_json, put_json};
-pub use token_fields::TokenFields;
+pub use token_fields::{TokenFields, renewing_role};
 
 /// A login token's display name: the mount path without `auth/`, `/` turned into `-`, then
 /// the method's detail (`approle`, `jwt-alice`, `kubernetes-ns-sa`).

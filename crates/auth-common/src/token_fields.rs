@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lessor_core::framework::field::{self, Field, FieldData};
+use lessor_core::framework::{AuthRenewCtx, AuthRenewGrant};
 use lessor_core::logical::AuthSpec;
+use lessor_core::token::sanitize_policies;
 use lessor_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -207,6 +209,40 @@ impl TokenFields {
     }
 }
 
+/// Vault's wording when a login token's role now grants other policies.
+pub const POLICIES_CHANGED: &str = "policies have changed, not renewing";
+
+impl TokenFields {
+    /// The terms of renewing a login token whose role has these settings now. Refused
+    /// when the role's policies are no longer the token's (`default` aside).
+    pub fn renew_grant(&self, token_policies: &[String]) -> Result<AuthRenewGrant> {
+        let without_default = |p: &[String]| {
+            let mut v = sanitize_policies(p, false);
+            v.retain(|p| p != "default");
+            v
+        };
+        if without_default(&self.token_policies) != without_default(token_policies) {
+            return Err(Error::bad(POLICIES_CHANGED));
+        }
+        let secs = |s: i64| Duration::from_secs(s.max(0) as u64);
+        Ok(AuthRenewGrant {
+            ttl: secs(self.token_ttl),
+            max_ttl: secs(self.token_max_ttl),
+            period: secs(self.token_period),
+        })
+    }
+}
+
+/// The role name a login stored under `key` of its internal data, for `renew_auth`.
+/// `None` when the token carries none (nothing to re-read: it keeps its terms).
+pub fn renewing_role(ctx: &AuthRenewCtx<'_>, key: &str) -> Option<String> {
+    ctx.internal
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +276,23 @@ mod tests {
         assert_eq!(a.ttl, Duration::from_secs(3600));
         assert!(a.no_default_policy && a.renewable);
         assert_eq!(a.num_uses, 3);
+    }
+
+    #[test]
+    fn renewal_terms() {
+        let mut t = TokenFields::default();
+        t.update(
+            &parse(json!({"token_policies": "b,a", "token_ttl": 60, "token_max_ttl": 120, "token_period": 0}))
+                .unwrap(),
+        )
+        .unwrap();
+        let held = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let g = t.renew_grant(&held(&["a", "b", "default"])).unwrap();
+        assert_eq!(g.ttl, Duration::from_secs(60));
+        assert_eq!(g.max_ttl, Duration::from_secs(120));
+        let e = t.renew_grant(&held(&["a", "default"])).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert_eq!(e.to_string(), POLICIES_CHANGED);
     }
 
     #[test]

@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lessor_auth_common::renewing_role;
+use lessor_core::Error;
 use lessor_core::Result;
 use lessor_core::clock::{Clock, SystemClock};
-use lessor_core::framework::{Backend, Path};
+use lessor_core::framework::{AuthRenewCtx, AuthRenewGrant, Backend, Path};
 use lessor_core::mounts::MountEntry;
 
 mod claims;
@@ -72,6 +74,17 @@ impl Backend for Jwt {
 
     fn unauthenticated_paths(&self) -> &[&'static str] {
         &["login"]
+    }
+
+    /// Renewal re-reads the role: gone → refused; its token settings now apply.
+    async fn renew_auth(&self, ctx: &AuthRenewCtx<'_>) -> Result<Option<AuthRenewGrant>> {
+        let Some(name) = renewing_role(ctx, "role") else {
+            return Ok(None);
+        };
+        let role = role::get(ctx.storage, &name)
+            .await?
+            .ok_or_else(|| Error::bad("role could not be found"))?;
+        role.token.renew_grant(ctx.policies).map(Some)
     }
 }
 

@@ -217,8 +217,15 @@ impl Core {
             self.system_ttls(),
         );
         tokens.set_hooks(expiration.clone());
+        tokens.set_login_renewer(crate::token::RouterRenewer::new(
+            &router,
+            self.system_ttls(),
+        ));
         expiration.set_token_store(&tokens);
-        let quotas = crate::quota::LeaseQuotas::new(View::new(storage.clone(), "sys/quotas/"), View::new(storage.clone(), "sys/expire/"));
+        let quotas = crate::quota::LeaseQuotas::new(
+            View::new(storage.clone(), "sys/quotas/"),
+            View::new(storage.clone(), "sys/expire/"),
+        );
         expiration.events.observe(quotas.clone());
         expiration.events.observe(self.metrics.clone());
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -257,8 +264,14 @@ impl Core {
         let restore = tokio::spawn(async move {
             let started = std::time::Instant::now();
             match restoring.restore().await {
-                Ok(n) => tracing::info!(leases = n, ms = started.elapsed().as_millis() as u64, "lease schedule restored"),
-                Err(e) => tracing::error!(error = %e, "lease restore failed; due leases are revoked as they are read"),
+                Ok(n) => tracing::info!(
+                    leases = n,
+                    ms = started.elapsed().as_millis() as u64,
+                    "lease schedule restored"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "lease restore failed; due leases are revoked as they are read")
+                }
             }
             if let Err(e) = restoring.resume_jobs().await {
                 tracing::error!(error = %e, "cannot resume revoke-prefix jobs");
@@ -341,6 +354,13 @@ impl Core {
             Some(t) => Some(active.tokens.resolve(t).await?.ok_or(Error::InvalidToken)?),
             None => None,
         };
+        // A token bound to CIDR blocks works only from inside them.
+        if token_entry
+            .as_ref()
+            .is_some_and(|t| !crate::token::cidr::allows(&t.bound_cidrs, req.remote_addr))
+        {
+            return Err(Error::PermissionDenied);
+        }
         let unauth = matches_any(UNAUTH_SYS, &req.path)
             || mounted.as_ref().is_some_and(|m| {
                 let rel = rel_path(&req.path, &m.entry);
@@ -380,18 +400,48 @@ impl Core {
             active.tokens.use_token(t).await?;
         }
 
-        let owner = token_entry.as_ref().map(|t| t.id_hash.clone()).unwrap_or_default();
-        let leases =
-            RequestLeases::new(active.expiration.clone(), mounted.clone(), req.path.clone(), owner);
-        self.audit_request(&req, token_entry.as_ref()).await?;
-        let exempt = token_entry.as_ref().is_some_and(|t| t.policies.iter().any(|p| p == "root"));
-        let _admitted = active.quotas.admit_token_request(&mounted.entry.kind, mounted.entry.table == Table::Auth, unauth, &req, exempt)?;
-        let gated = crate::quota::GatedLeases { inner: &leases, quotas: &active.quotas, exempt };
-        let ctx = Ctx { req: &req, storage: &mounted.storage, system: &sys_view, leases: Some(&gated) };
+        let owner = token_entry
+            .as_ref()
+            .map(|t| t.id_hash.clone())
+            .unwrap_or_default();
+        let leases = RequestLeases::new(
+            active.expiration.clone(),
+            mounted.clone(),
+            req.path.clone(),
+            owner,
+        );
+        let audited = self.audit_request(&req, token_entry.as_ref()).await?;
+        let exempt = token_entry
+            .as_ref()
+            .is_some_and(|t| t.policies.iter().any(|p| p == "root"));
+        let _admitted = active.quotas.admit_token_request(
+            &mounted.entry.kind,
+            mounted.entry.table == Table::Auth,
+            unauth,
+            &req,
+            exempt,
+        )?;
+        let gated = crate::quota::GatedLeases {
+            inner: &leases,
+            quotas: &active.quotas,
+            exempt,
+        };
+        let ctx = Ctx {
+            req: &req,
+            storage: &mounted.storage,
+            system: &sys_view,
+            leases: Some(&gated),
+        };
         let mut resp = match framework::dispatch(mounted.backend.as_ref(), &ctx).await {
             Ok(resp) => resp,
             Err(e) => {
-                let _ = self.audit_response(&active, &req, token_entry.as_ref(), None, Some(&e)).await;
+                if unauth && mounted.entry.table == Table::Auth {
+                    crate::token::login_failures()
+                        .record(&mounted.entry.route_path(), &mounted.entry.kind);
+                }
+                let _ = self
+                    .audit_response(&active, &audited, &req, token_entry.as_ref(), None, Some(&e))
+                    .await;
                 // The engine failed: whatever it reserved may exist in part. Revoke it now.
                 for id in leases.reserved() {
                     active.expiration.abort(&id, None).await;
@@ -403,14 +453,18 @@ impl Core {
             r.mount_type = mounted.entry.kind.clone();
             self.register(&active, &mounted, &req, &leases, r).await?;
         }
-        let used = resp.as_ref().map(|r| r.lease_id.clone()).unwrap_or_default();
+        let used = resp
+            .as_ref()
+            .map(|r| r.lease_id.clone())
+            .unwrap_or_default();
         for id in leases.reserved().into_iter().filter(|id| *id != used) {
             active.expiration.abort(&id, None).await;
         }
         if let Some(t) = &token_entry {
             active.tokens.finish_use(t).await?;
         }
-        self.audit_response(&active, &req, token_entry.as_ref(), resp.as_ref(), None).await?;
+        self.audit_response(&active, &audited, &req, token_entry.as_ref(), resp.as_ref(), None)
+            .await?;
         Ok(resp)
     }
 
@@ -450,12 +504,17 @@ impl Core {
                 // Reserve -> create -> activate is the only way to issue: a secret that
                 // skipped it is revoked, never returned.
                 active.expiration.revoke_unreserved(mounted, &secret).await;
-                return Err(Error::internal("the backend issued a secret without reserving its lease"));
+                return Err(Error::internal(
+                    "the backend issued a secret without reserving its lease",
+                ));
             }
             let (ttl, warning) = match active.expiration.activate(mounted, &secret).await {
                 Ok(v) => v,
                 Err(e) => {
-                    active.expiration.abort(&secret.reservation, Some(&secret.internal)).await;
+                    active
+                        .expiration
+                        .abort(&secret.reservation, Some(&secret.internal))
+                        .await;
                     return Err(e);
                 }
             };
@@ -468,6 +527,7 @@ impl Core {
             if let Some(auth) = r.auth.as_mut().filter(|a| a.client_token.is_empty()) {
                 let sys_view = system_view(mounted, self.system_ttls());
                 let mut params = CreateParams::from_auth(auth, &req.path);
+                params.mount_accessor = mounted.entry.accessor.clone();
                 let warning =
                     params.apply_ttl(TtlLimits::from(&sys_view), self.clock.now_unix())?;
                 let (client_token, entry) = active.tokens.create(params).await?;

@@ -33,7 +33,12 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(req: &'a Request, storage: &'a Arc<dyn Storage>, system: &'a SystemView) -> Self {
-        Ctx { req, storage, system, leases: None }
+        Ctx {
+            req,
+            storage,
+            system,
+            leases: None,
+        }
     }
 
     /// Reserves the lease of a credential before creating it (zero leak): a pending lease
@@ -179,6 +184,27 @@ pub struct LeaseCtx<'a> {
     pub increment: Duration,
 }
 
+/// What renewing a login token gets: the token's data as its login stored it.
+pub struct AuthRenewCtx<'a> {
+    /// The auth mount's storage and settings.
+    pub storage: &'a Arc<dyn Storage>,
+    pub system: &'a SystemView,
+    pub metadata: &'a std::collections::BTreeMap<String, String>,
+    /// `AuthSpec::internal` of the login (e.g. the role name).
+    pub internal: &'a Map<String, Value>,
+    /// The token's policies (sanitized, `default` included when it was added).
+    pub policies: &'a [String],
+}
+
+/// The terms an auth method renews one of its login tokens on (its role's settings now);
+/// zero means unset. The core settles the TTL from them and the auth mount's limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthRenewGrant {
+    pub ttl: Duration,
+    pub max_ttl: Duration,
+    pub period: Duration,
+}
+
 /// A secrets engine or an auth method.
 #[async_trait]
 pub trait Backend: Send + Sync {
@@ -203,6 +229,13 @@ pub trait Backend: Send + Sync {
     /// success.
     async fn revoke(&self, _ctx: &LeaseCtx<'_>) -> Result<()> {
         Ok(())
+    }
+
+    /// Renews a token that a login of this method issued: re-reads what the login rests on
+    /// (its role) and answers the terms now in force, or an error to refuse the renewal.
+    /// Default `None`: the token keeps the terms it was issued with.
+    async fn renew_auth(&self, _ctx: &AuthRenewCtx<'_>) -> Result<Option<AuthRenewGrant>> {
+        Ok(None)
     }
 
     /// Called once after mounting (and after unseal, for existing mounts).

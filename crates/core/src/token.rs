@@ -5,7 +5,9 @@
 //! the lease manager through `TokenLeaseHooks`, so expiry and revocation of a token reach
 //! the secrets it created. One file per path group, as the other backends.
 
+pub mod cidr;
 mod entry;
+mod login;
 mod params;
 mod path_create;
 mod path_lookup;
@@ -17,11 +19,16 @@ mod role;
 mod store;
 
 #[cfg(test)]
+mod login_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
 
 pub use entry::{LAST_USE, TokenEntry, display_name, sanitize_policies};
+pub use login::{
+    LoginFailureCount, LoginFailures, LoginRenewer, LoginTerms, RouterRenewer, login_failures,
+};
 pub use params::{CreateParams, TtlLimits};
 pub use role::TokenRole;
 pub use store::{Renewed, TidyReport, TokenLeaseHooks, TokenStore};

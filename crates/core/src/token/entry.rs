@@ -57,6 +57,12 @@ pub struct TokenEntry {
     pub entity_id: String,
     /// Unix seconds of the last renewal; 0 = never renewed.
     pub last_renewal: i64,
+    /// For a login token: the accessor of the auth mount that issued it (renewal asks that
+    /// mount's backend again, under that mount's TTL limits). Empty otherwise.
+    pub mount_accessor: String,
+    /// For a login token: the login's internal data (the role name), kept for renewal and
+    /// never shown.
+    pub internal: Map<String, Value>,
 }
 
 impl TokenEntry {

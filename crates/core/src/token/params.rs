@@ -51,6 +51,9 @@ pub struct CreateParams {
     pub role: String,
     pub bound_cidrs: Vec<String>,
     pub entity_id: String,
+    /// The issuing auth mount's accessor and the login's internal data (login tokens).
+    pub mount_accessor: String,
+    pub internal: serde_json::Map<String, serde_json::Value>,
 }
 
 impl CreateParams {
@@ -79,6 +82,8 @@ impl CreateParams {
             role: String::new(),
             bound_cidrs: auth.bound_cidrs.clone(),
             entity_id: auth.entity_id.clone(),
+            mount_accessor: String::new(),
+            internal: auth.internal.clone(),
         }
     }
 

@@ -308,6 +308,7 @@ impl PathHandler for Create {
                 .map(TokenRole::effective_bound_cidrs)
                 .unwrap_or_default(),
             entity_id: String::new(),
+            ..Default::default()
         };
         let warning = params.apply_ttl(TtlLimits::from(ctx.system), self.store.now())?;
         let (token, entry) = self.store.create(params).await?;

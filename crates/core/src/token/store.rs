@@ -26,6 +26,7 @@ use sha2::Sha256;
 use tokio::sync::Mutex;
 
 use super::entry::{LAST_USE, TokenEntry, sanitize_policies};
+use super::login::LoginRenewer;
 use super::params::{CreateParams, TtlLimits};
 use crate::clock::{Clock, SystemClock};
 use crate::ttl::{TtlInput, calculate};
@@ -81,6 +82,7 @@ pub struct TokenStore {
     mac: Hmac<Sha256>,
     clock: Arc<dyn Clock>,
     hooks: OnceLock<Arc<dyn TokenLeaseHooks>>,
+    login: OnceLock<Arc<dyn LoginRenewer>>,
     locks: Vec<Mutex<()>>,
 }
 
@@ -129,6 +131,7 @@ impl TokenStore {
             mac,
             clock,
             hooks: OnceLock::new(),
+            login: OnceLock::new(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         })
     }
@@ -137,6 +140,13 @@ impl TokenStore {
     pub fn set_hooks(&self, hooks: Arc<dyn TokenLeaseHooks>) {
         if self.hooks.set(hooks).is_err() {
             tracing::warn!("token lease hooks already set; ignoring the new ones");
+        }
+    }
+
+    /// Installs what renewal of login tokens asks (once; later calls are ignored).
+    pub fn set_login_renewer(&self, renewer: Arc<dyn LoginRenewer>) {
+        if self.login.set(renewer).is_err() {
+            tracing::warn!("login renewer already set; ignoring the new one");
         }
     }
 
@@ -207,6 +217,8 @@ impl TokenStore {
             bound_cidrs: p.bound_cidrs,
             entity_id: p.entity_id,
             last_renewal: 0,
+            mount_accessor: p.mount_accessor,
+            internal: p.internal,
         };
         let mut ops = vec![
             WriteOp::Put(format!("{ID_PREFIX}{id_hash}"), to_json(&entry)?),
@@ -343,8 +355,17 @@ impl TokenStore {
 
     /// Renews a token: `increment` (or its creation TTL) from now, capped by the mount max
     /// and explicit max counted from creation; periodic tokens get their period again.
+    ///
+    /// A login token is renewed on the terms its auth method answers now (see
+    /// `LoginRenewer`), within that auth mount's limits instead of `limits`.
     pub async fn renew(&self, id_hash: &str, increment: i64, limits: TtlLimits) -> Result<Renewed> {
-        let role = match self.lookup_hash(id_hash).await? {
+        let stored = self.lookup_hash(id_hash).await?;
+        // Asked outside the stripe lock: the backend reads its own storage.
+        let login = match (&stored, self.login.get()) {
+            (Some(e), Some(r)) if e.renewable && e.expire_time > 0 => r.login_terms(e).await?,
+            _ => None,
+        };
+        let role = match stored {
             Some(e) if !e.role.is_empty() => {
                 Some(self.get_role(&e.role).await?.ok_or_else(|| {
                     Error::bad(format!(
@@ -374,9 +395,18 @@ impl TokenStore {
                 ),
                 None => (e.period, e.explicit_max_ttl),
             };
+            let (backend_ttl, period, limits) = match login {
+                Some(t) => {
+                    // The role's settings now are the token's from here on.
+                    e.max_ttl = t.max_ttl.max(0);
+                    e.period = t.period.max(0);
+                    (t.ttl, e.period, t.limits)
+                }
+                None => (e.creation_ttl, period, limits),
+            };
             let granted = calculate(TtlInput {
                 increment: increment.max(0),
-                backend_ttl: e.creation_ttl,
+                backend_ttl,
                 backend_max: e.max_ttl,
                 explicit_max,
                 period,
