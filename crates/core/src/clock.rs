@@ -18,13 +18,6 @@ fn wall_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// Wall-clock time read once, then advanced by the monotonic clock: a jump of the wall
-/// clock (an operator's `date -s`, a VM resumed) cannot revoke every lease at once or
-/// freeze the queue. Jumps are detected and logged; small drift (NTP slewing) is followed.
-pub struct MonotonicClock {
-    anchor: parking_lot::Mutex<(i64, std::time::Instant)>,
-}
-
 /// The plain wall clock (for components that only stamp times).
 pub struct SystemClock;
 
@@ -34,12 +27,36 @@ impl Clock for SystemClock {
     }
 }
 
-/// Wall and monotonic time may drift this much before it counts as a jump.
+/// Wall-clock time that advances with the monotonic clock. A jump of the wall clock (an
+/// operator's `date -s`, a VM resumed) is detected and logged once, then adopted slowly (by
+/// at most `SLEW_PER_SEC` per second), so it can neither revoke every lease at once (a jump
+/// forward) nor freeze the queue (a jump back). Small drift (NTP) is followed directly.
+pub struct MonotonicClock {
+    state: parking_lot::Mutex<ClockState>,
+}
+
+struct ClockState {
+    /// Our time at `at`.
+    base_ms: i64,
+    at: std::time::Instant,
+    /// The wall-clock offset we last warned about, so a jump is logged once.
+    warned_skew: i64,
+}
+
+/// Wall and lessor time may differ this much before it counts as a jump.
 const JUMP_MS: i64 = 2000;
+/// How fast a jump is adopted: 10 ms per second (1 %).
+const SLEW_PER_SEC: i64 = 10;
 
 impl MonotonicClock {
     pub fn new() -> Self {
-        MonotonicClock { anchor: parking_lot::Mutex::new((wall_ms(), std::time::Instant::now())) }
+        MonotonicClock {
+            state: parking_lot::Mutex::new(ClockState {
+                base_ms: wall_ms(),
+                at: std::time::Instant::now(),
+                warned_skew: 0,
+            }),
+        }
     }
 }
 
@@ -51,22 +68,29 @@ impl Default for MonotonicClock {
 
 impl Clock for MonotonicClock {
     fn now_ms(&self) -> i64 {
-        let mut a = self.anchor.lock();
-        let mono = a.0 + a.1.elapsed().as_millis() as i64;
-        let wall = wall_ms();
-        let skew = wall - mono;
-        if skew.abs() <= JUMP_MS {
-            // Follow slow drift by re-anchoring on the wall clock.
-            if skew.abs() > 100 {
-                *a = (wall, std::time::Instant::now());
-                return wall;
-            }
+        let mut s = self.state.lock();
+        let elapsed = s.at.elapsed().as_millis() as i64;
+        let ours = s.base_ms + elapsed;
+        let skew = wall_ms() - ours;
+        let adjust = if skew.abs() <= JUMP_MS {
+            s.warned_skew = 0;
+            skew
         } else {
-            tracing::warn!(skew_ms = skew, "wall clock jumped; lease timing keeps to the monotonic clock");
-            // Re-anchor on our own time so the warning is logged once per jump.
-            *a = (mono, std::time::Instant::now());
+            if (skew - s.warned_skew).abs() > JUMP_MS {
+                tracing::warn!(
+                    skew_ms = skew,
+                    "wall clock jumped; lease timing adopts it slowly"
+                );
+                s.warned_skew = skew;
+            }
+            let max = (elapsed * SLEW_PER_SEC / 1000).max(0);
+            skew.clamp(-max, max)
+        };
+        if elapsed > 0 || adjust != 0 {
+            s.base_ms = ours + adjust;
+            s.at = std::time::Instant::now();
         }
-        mono
+        s.base_ms
     }
 }
 
@@ -102,4 +126,34 @@ pub fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_clock_follows_the_wall_clock_when_nothing_jumps() {
+        let c = MonotonicClock::new();
+        let a = c.now_ms();
+        let w = wall_ms();
+        assert!((a - w).abs() < 50, "{a} vs {w}");
+        assert!(c.now_ms() >= a);
+    }
+
+    #[test]
+    fn a_jump_is_adopted_slowly() {
+        let c = MonotonicClock::new();
+        {
+            // Pretend our time is an hour behind the wall clock (a jump forward).
+            let mut s = c.state.lock();
+            s.base_ms -= 3_600_000;
+            s.at = std::time::Instant::now() - std::time::Duration::from_secs(10);
+        }
+        let t = c.now_ms();
+        let behind = wall_ms() - t;
+        // 10 s of elapsed time let it catch up by at most 100 ms, not the hour.
+        assert!(behind > 3_600_000 - 10_000 - 200, "{behind}");
+        assert!(behind < 3_600_000, "{behind}");
+    }
 }

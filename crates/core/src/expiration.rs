@@ -45,6 +45,8 @@ const TOKEN_PREFIX: &str = "token/";
 /// Vault's retry policy: 6 attempts, 10 s x 2^n with jitter, then irrevocable.
 pub const MAX_ATTEMPTS: u32 = 6;
 const RETRY_BASE_SECS: i64 = 10;
+/// How often an irrevocable lease is tried again.
+pub const IRREVOCABLE_RETRY_SECS: i64 = 86_400;
 /// How long a reservation may stay pending before its planned credential is revoked.
 pub const PENDING_DEADLINE_SECS: i64 = 300;
 /// The deadline in force: the server may shorten it (tests of crash recovery do).
@@ -162,7 +164,8 @@ impl Expiration {
 
     fn entry_ops(entry: &LeaseEntry) -> Result<Vec<WriteOp>> {
         let raw = serde_json::to_vec(entry).map_err(|e| Error::internal(e.to_string()))?;
-        let index = serde_json::to_vec(&IndexEntry::of(entry)).map_err(|e| Error::internal(e.to_string()))?;
+        let index = serde_json::to_vec(&IndexEntry::of(entry))
+            .map_err(|e| Error::internal(e.to_string()))?;
         let mut ops = vec![
             WriteOp::Put(format!("{ID_PREFIX}{}", entry.id), raw),
             WriteOp::Put(format!("{INDEX_PREFIX}{}", entry.id), index),
@@ -199,7 +202,11 @@ impl Expiration {
             )));
         }
         self.storage.batch(ops).await?;
-        self.events.emit(LeaseEvent::of(EventKind::Revoked, entry, self.clock.now_unix()));
+        self.events.emit(LeaseEvent::of(
+            EventKind::Revoked,
+            entry,
+            self.clock.now_unix(),
+        ));
         self.schedule.remove(&entry.id);
         Ok(())
     }
@@ -235,7 +242,8 @@ impl Expiration {
             max_ttl: 0,
         };
         self.persist(&entry).await?;
-        self.events.emit(LeaseEvent::of(EventKind::Reserved, &entry, now));
+        self.events
+            .emit(LeaseEvent::of(EventKind::Reserved, &entry, now));
         self.schedule.insert(&entry.id, entry.expire_time);
         Ok(id)
     }
@@ -243,10 +251,18 @@ impl Expiration {
     /// Activates a reserved lease with the secret the engine created: TTL from the one TTL
     /// function, internal data replaced, one durable write. Returns the TTL and any cap
     /// warning.
-    pub async fn activate(&self, mount: &Mounted, secret: &SecretSpec) -> Result<(i64, Option<String>)> {
+    pub async fn activate(
+        &self,
+        mount: &Mounted,
+        secret: &SecretSpec,
+    ) -> Result<(i64, Option<String>)> {
         let mut e = match self.load(&secret.reservation).await? {
             Some(e) if e.state == LeaseState::Pending => e,
-            _ => return Err(Error::internal("lease reservation expired before activation")),
+            _ => {
+                return Err(Error::internal(
+                    "lease reservation expired before activation",
+                ));
+            }
         };
         let now = self.clock.now_unix();
         let sys = system_view(mount, self.system);
@@ -276,7 +292,9 @@ impl Expiration {
     /// it returned) and forgets the reservation. On failure the lease stays pending and the
     /// scheduler retries it.
     pub async fn abort(&self, id: &str, internal: Option<&Value>) {
-        let Ok(Some(mut e)) = self.load(id).await else { return };
+        let Ok(Some(mut e)) = self.load(id).await else {
+            return;
+        };
         if let Some(v) = internal {
             e.internal = v.clone();
             if let Err(err) = self.persist(&e).await {
@@ -407,7 +425,8 @@ impl Expiration {
         e.expire_time = now + granted.ttl;
         e.last_renewal = now;
         self.persist(&e).await?;
-        self.events.emit(LeaseEvent::of(EventKind::Renewed, &e, now));
+        self.events
+            .emit(LeaseEvent::of(EventKind::Renewed, &e, now));
         self.schedule.insert(&e.id, e.expire_time);
         let mut resp = Response {
             lease_id: e.id.clone(),
@@ -530,6 +549,25 @@ impl Expiration {
         Ok(out)
     }
 
+    /// Deletes a revoked token's cubbyhole (its private storage goes with it).
+    async fn delete_cubbyhole(&self, token_hash: &str) -> Result<()> {
+        for entry in self.router.entries(crate::mounts::Table::Mounts) {
+            if entry.kind != "cubbyhole" {
+                continue;
+            }
+            let Some(m) = self.router.get(&entry.route_path()) else { continue };
+            let prefix = format!("{token_hash}/");
+            loop {
+                let keys = m.storage.scan_keys(&prefix, None, 1000).await?;
+                if keys.is_empty() {
+                    break;
+                }
+                m.storage.batch(keys.into_iter().map(WriteOp::Delete).collect()).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Revokes every secret lease a token created.
     pub async fn revoke_by_token(&self, token_hash: &str) -> Result<()> {
         let prefix = format!("{TOKEN_PREFIX}{token_hash}/");
@@ -560,7 +598,10 @@ impl Expiration {
                 self.schedule.remove(id);
                 return;
             }
-            Err(err @ (Error::Internal(_) | Error::Storage(lessor_storage::StorageError::Corrupt(_)))) => {
+            Err(
+                err @ (Error::Internal(_)
+                | Error::Storage(lessor_storage::StorageError::Corrupt(_))),
+            ) => {
                 // Undecodable: keep the record for an operator, stop retrying it.
                 self.quarantine(id, &err.to_string()).await;
                 return;
@@ -589,13 +630,21 @@ impl Expiration {
         e.attempts += 1;
         e.last_error = err.chars().take(240).collect();
         let now = self.clock.now_unix();
-        if e.attempts >= MAX_ATTEMPTS {
+        if e.state == LeaseState::Irrevocable {
+            // A rare retry of an irrevocable lease failed again: try again another day.
+            e.last_error = format!("out of retries: {}", e.last_error)
+                .chars()
+                .take(240)
+                .collect();
+            self.schedule.insert(&e.id, now + IRREVOCABLE_RETRY_SECS);
+        } else if e.attempts >= MAX_ATTEMPTS {
             e.state = LeaseState::Irrevocable;
             e.last_error = format!("out of retries: {}", e.last_error)
                 .chars()
                 .take(240)
                 .collect();
-            self.schedule.remove(&e.id);
+            // Still retried, rarely: an upstream that was down for a day may be back.
+            self.schedule.insert(&e.id, now + IRREVOCABLE_RETRY_SECS);
             tracing::error!(lease_id = %e.id, "lease is irrevocable after {} attempts", e.attempts);
         } else {
             let base = RETRY_BASE_SECS << e.attempts;
@@ -619,8 +668,14 @@ impl Expiration {
                 for id in due {
                     let this = self.clone();
                     tokio::spawn(async move {
-                        let mount = this.router.matching(&id).map(|m| m.entry.route_path()).unwrap_or_default();
-                        let Some(_permit) = this.workers.acquire(&mount).await else { return };
+                        let mount = this
+                            .router
+                            .matching(&id)
+                            .map(|m| m.entry.route_path())
+                            .unwrap_or_default();
+                        let Some(_permit) = this.workers.acquire(&mount).await else {
+                            return;
+                        };
                         this.expire_one(&id).await;
                     });
                 }
@@ -678,13 +733,18 @@ impl Expiration {
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             for (_, raw) in page {
-                let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw) else { continue };
+                let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw) else {
+                    continue;
+                };
                 if e.kind != LeaseKind::Secret || e.token_hash.is_empty() {
                     continue;
                 }
                 if tokens.lookup_hash(&e.token_hash).await?.is_none() {
-                    self.revoke(&e.id, true).await?;
-                    revoked += 1;
+                    // Not forced: a lease whose revocation fails stays, and is retried.
+                    match self.revoke(&e.id, false).await {
+                        Ok(()) => revoked += 1,
+                        Err(err) => self.record_failure(e, err.to_string()).await,
+                    }
                 }
             }
         }
@@ -716,13 +776,15 @@ impl TokenLeaseHooks for Expiration {
             max_ttl: 0,
         };
         self.persist(&entry).await?;
-        self.events.emit(LeaseEvent::upsert(&entry, self.clock.now_unix()));
+        self.events
+            .emit(LeaseEvent::upsert(&entry, self.clock.now_unix()));
         self.schedule.insert(&entry.id, entry.expire_time);
         Ok(())
     }
 
     async fn token_revoked(&self, t: &TokenEntry) -> Result<()> {
         self.revoke_by_token(&t.id_hash).await?;
+        self.delete_cubbyhole(&t.id_hash).await?;
         let id = format!("{}/{}", t.path.trim_end_matches('/'), t.id_hash);
         if let Some(e) = self.load(&id).await? {
             self.forget(&e).await?;
@@ -742,8 +804,19 @@ pub struct RequestLeases {
 }
 
 impl RequestLeases {
-    pub fn new(expiration: Arc<Expiration>, mount: Mounted, request_path: String, token_hash: String) -> Self {
-        RequestLeases { expiration, mount, request_path, token_hash, reserved: parking_lot::Mutex::new(Vec::new()) }
+    pub fn new(
+        expiration: Arc<Expiration>,
+        mount: Mounted,
+        request_path: String,
+        token_hash: String,
+    ) -> Self {
+        RequestLeases {
+            expiration,
+            mount,
+            request_path,
+            token_hash,
+            reserved: parking_lot::Mutex::new(Vec::new()),
+        }
     }
 
     pub fn reserved(&self) -> Vec<String> {
@@ -756,7 +829,13 @@ impl crate::framework::Reserver for RequestLeases {
     async fn reserve(&self, secret_type: &str, planned: Value) -> Result<String> {
         let id = self
             .expiration
-            .reserve(&self.mount, &self.request_path, &self.token_hash, secret_type, planned)
+            .reserve(
+                &self.mount,
+                &self.request_path,
+                &self.token_hash,
+                secret_type,
+                planned,
+            )
             .await?;
         self.reserved.lock().push(id.clone());
         Ok(id)
@@ -769,6 +848,8 @@ impl crate::framework::Reserver for RequestLeases {
             rel_prefix.trim_matches('/')
         );
         // Only the subtree: a role name must not match a lease id of another role.
-        self.expiration.revoke_prefix_sync(&format!("{prefix}/")).await
+        self.expiration
+            .revoke_prefix_sync(&format!("{prefix}/"))
+            .await
     }
 }

@@ -18,7 +18,11 @@ impl Expiration {
         let mut n = 0;
         let mut after: Option<String> = None;
         loop {
-            let page = match self.storage.scan(INDEX_PREFIX, after.as_deref(), PAGE).await {
+            let page = match self
+                .storage
+                .scan(INDEX_PREFIX, after.as_deref(), PAGE)
+                .await
+            {
                 Ok(page) => page,
                 Err(err) => {
                     // One bad value fails a whole page: walk its keys one by one instead.
@@ -32,12 +36,19 @@ impl Expiration {
             for (key, raw) in page {
                 let id = &key[INDEX_PREFIX.len()..];
                 match serde_json::from_slice::<IndexEntry>(&raw) {
-                    Ok(ix) if ix.s != LeaseState::Irrevocable && ix.e > 0 => {
+                    Ok(ix) if ix.s == LeaseState::Irrevocable => {
+                        let retry = self.clock.now_unix() + super::IRREVOCABLE_RETRY_SECS;
+                        self.schedule.insert(id, retry);
+                    }
+                    Ok(ix) if ix.e > 0 => {
                         self.schedule.insert(id, ix.e);
                         n += 1;
                     }
                     Ok(_) => {}
-                    Err(err) => self.quarantine(id, &format!("corrupt index entry: {err}")).await,
+                    Err(err) => {
+                        self.quarantine(id, &format!("corrupt index entry: {err}"))
+                            .await
+                    }
                 }
             }
             if !full {
@@ -56,7 +67,8 @@ impl Expiration {
                 Ok(None) => {}
                 Err(err) => {
                     let id = key[INDEX_PREFIX.len()..].to_string();
-                    self.quarantine(&id, &format!("unreadable index entry: {err}")).await;
+                    self.quarantine(&id, &format!("unreadable index entry: {err}"))
+                        .await;
                     // Keep the key in the page so the walk moves past it.
                     out.push((key, Vec::new()));
                 }
@@ -69,7 +81,8 @@ impl Expiration {
     pub async fn quarantine(&self, id: &str, reason: &str) {
         tracing::error!(lease_id = %id, reason = %reason, "lease record quarantined");
         self.schedule.remove(id);
-        let marker = json!({"reason": reason, "time": crate::clock::rfc3339(self.clock.now_unix())});
+        let marker =
+            json!({"reason": reason, "time": crate::clock::rfc3339(self.clock.now_unix())});
         let raw = serde_json::to_vec(&marker).unwrap_or_default();
         let ops = vec![
             WriteOp::Put(format!("{QUARANTINE_PREFIX}{id}"), raw),
@@ -86,7 +99,10 @@ impl Expiration {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.storage.scan(QUARANTINE_PREFIX, after.as_deref(), PAGE).await?;
+            let page = self
+                .storage
+                .scan(QUARANTINE_PREFIX, after.as_deref(), PAGE)
+                .await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             for (k, v) in page {

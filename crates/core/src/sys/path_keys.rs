@@ -13,7 +13,9 @@ use crate::logical::{Operation, Response, obj};
 pub(super) fn paths(s: &SysRef) -> Vec<Path> {
     vec![
         Path::new("key-status", Arc::new(KeyStatus { s: s.clone() })).ops(&[Operation::Read]),
-        Path::new("rotate", Arc::new(Rotate { s: s.clone() })).ops(&[Operation::Update]),
+        // `rotate/keyring` is the newer spelling (`bao operator rotate` uses it).
+        Path::new("rotate(?:/keyring)?", Arc::new(Rotate { s: s.clone() }))
+            .ops(&[Operation::Update]),
         Path::new("seal", Arc::new(SealNow { s: s.clone() })).ops(&[Operation::Update]),
         Path::new("step-down", Arc::new(StepDown)).ops(&[Operation::Update]),
     ]

@@ -164,7 +164,7 @@ impl PathHandler for Leases {
             Kind::RevokePrefix | Kind::RevokeForce => {
                 let force = matches!(self.kind, Kind::RevokeForce);
                 let job = exp.start_prefix_job(&d.string("prefix"), force).await?;
-                if !force && !d.bool("sync").unwrap_or(true) {
+                if !d.bool("sync").unwrap_or(true) {
                     return Ok(Some(accepted()));
                 }
                 let job = exp.wait_job(&job.id).await?;
@@ -188,7 +188,10 @@ impl PathHandler for Leases {
                     .into_iter()
                     .map(|(id, reason)| json!({"lease_id": id, "reason": reason}))
                     .collect();
-                Ok(Some(Response::data(obj([("lease_count", json!(list.len())), ("leases", Value::Array(list))]))))
+                Ok(Some(Response::data(obj([
+                    ("lease_count", json!(list.len())),
+                    ("leases", Value::Array(list)),
+                ]))))
             }
             Kind::Job => {
                 let job = exp.job(&d.string("job_id")).await?.ok_or(Error::NotFound)?;
@@ -202,7 +205,10 @@ impl PathHandler for Leases {
                         Err(e) => tracing::error!(error = %e, "lease tidy failed"),
                     }
                 });
-                let mut r = Response { status: Some(202), ..Default::default() };
+                let mut r = Response {
+                    status: Some(202),
+                    ..Default::default()
+                };
                 r.warnings.push(TIDY_WARNING.to_string());
                 Ok(Some(r))
             }
