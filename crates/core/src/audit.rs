@@ -179,10 +179,11 @@ impl Device {
         }
     }
 
-    fn line(&self, entry: &Value) -> Vec<u8> {
+    fn line(&self, entry: String) -> Vec<u8> {
         let body = match self.format {
-            Format::Json => entry.to_string(),
-            Format::Jsonx => format::jsonx(entry),
+            Format::Json => entry,
+            // Rare enough that reading the JSON back is cheaper than a second builder.
+            Format::Jsonx => format::jsonx(&serde_json::from_str(&entry).unwrap_or(Value::Null)),
         };
         let mut line = String::with_capacity(self.prefix.len() + body.len() + 1);
         line.push_str(&self.prefix);
@@ -396,14 +397,13 @@ impl Broker {
     }
 
     /// Writes one entry to every device; fails unless at least one wrote it.
-    async fn log(&self, build: impl Fn(&Salting<'_>) -> Value) -> Result<()> {
-        let devices = self.snapshot();
+    async fn log(&self, devices: &[Arc<Device>], build: impl Fn(&Device) -> String) -> Result<()> {
         if devices.is_empty() {
             return Ok(());
         }
         let mut written = false;
         for d in devices.iter() {
-            let line = d.line(&build(&d.salting()));
+            let line = d.line(build(d));
             match d.sink.write(&line).await {
                 Ok(()) => written = true,
                 Err(e) => {
@@ -421,18 +421,60 @@ impl Broker {
         }
     }
 
-    pub async fn log_request(&self, rec: &Record<'_>, error: Option<&str>) -> Result<()> {
-        self.log(|s| format::request_entry(s, rec, error)).await
+    /// Writes the request entry; what it returns lets the response entry reuse the salted
+    /// request and auth blocks.
+    pub async fn log_request(&self, rec: &Record<'_>, error: Option<&str>) -> Result<Audited> {
+        let devices = self.snapshot();
+        let parts: Vec<(String, format::Parts)> = devices
+            .iter()
+            .map(|d| (d.entry.path.clone(), format::parts(&d.salting(), rec)))
+            .collect();
+        let find = |d: &Device| {
+            parts
+                .iter()
+                .find(|(p, _)| *p == d.entry.path)
+                .map(|(_, x)| x)
+        };
+        self.log(&devices, |d| match find(d) {
+            Some(p) => format::entry_json(rec.time, p, None, error.unwrap_or("")),
+            None => format::entry_json(
+                rec.time,
+                &format::parts(&d.salting(), rec),
+                None,
+                error.unwrap_or(""),
+            ),
+        })
+        .await?;
+        Ok(Audited { parts })
     }
 
     pub async fn log_response(
         &self,
+        audited: &Audited,
         rec: &Record<'_>,
         resp: Option<&Response>,
         error: Option<&str>,
     ) -> Result<()> {
-        self.log(|s| format::response_entry(s, rec, resp, error))
-            .await
+        let devices = self.snapshot();
+        self.log(&devices, |d| {
+            let s = d.salting();
+            // A device enabled while the request ran has no prepared blocks.
+            let fresh;
+            let p = match audited.parts.iter().find(|(p, _)| *p == d.entry.path) {
+                Some((_, p)) => p,
+                None => {
+                    fresh = format::parts(&s, rec);
+                    &fresh
+                }
+            };
+            format::entry_json(
+                rec.time,
+                p,
+                Some(format::response_block(&s, resp)),
+                error.unwrap_or(""),
+            )
+        })
+        .await
     }
 
     /// The `sys/audit` listing.
@@ -451,6 +493,12 @@ impl Broker {
             })
             .collect()
     }
+}
+
+/// The request entry's salted blocks, per device, for the response entry.
+#[derive(Debug, Default)]
+pub struct Audited {
+    parts: Vec<(String, format::Parts)>,
 }
 
 /// UTC time with nanoseconds, as audit entries carry it.
@@ -483,9 +531,9 @@ impl Core {
         &self,
         req: &Request,
         token: Option<&TokenEntry>,
-    ) -> Result<()> {
+    ) -> Result<Audited> {
         if !self.audit.is_enabled() {
-            return Ok(());
+            return Ok(Audited::default());
         }
         let time = now_rfc3339_nano();
         let rec = Record {
@@ -502,6 +550,7 @@ impl Core {
     pub(crate) async fn audit_response(
         &self,
         active: &Active,
+        audited: &Audited,
         req: &Request,
         token: Option<&TokenEntry>,
         resp: Option<&Response>,
@@ -517,7 +566,10 @@ impl Core {
             time: &time,
         };
         let msg = error.map(|e| e.messages().join("; "));
-        let out = self.audit.log_response(&rec, resp, msg.as_deref()).await;
+        let out = self
+            .audit
+            .log_response(audited, &rec, resp, msg.as_deref())
+            .await;
         if out.is_err()
             && let Some(r) = resp
         {

@@ -200,15 +200,59 @@ fn response_json(s: &Salting<'_>, resp: &Response) -> Value {
     Value::Object(out)
 }
 
+/// The salted `auth` and `request` blocks of one request for one device, serialized once:
+/// the request entry and the response entry both carry them unchanged.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    pub auth: String,
+    pub request: String,
+}
+
+pub fn parts(s: &Salting<'_>, r: &Record<'_>) -> Parts {
+    Parts {
+        auth: auth_of_caller(s, r).to_string(),
+        request: request_json(s, r).to_string(),
+    }
+}
+
+/// One entry as a JSON object (no newline). `response` is `Some` for response entries
+/// (`Some(None)`: a request that failed or answered 204).
+pub fn entry_json(time: &str, p: &Parts, response: Option<Option<String>>, error: &str) -> String {
+    let quoted = |v: &str| Value::String(v.to_string()).to_string();
+    let resp_len = response
+        .as_ref()
+        .and_then(|r| r.as_ref())
+        .map_or(4, String::len);
+    let mut out = String::with_capacity(p.auth.len() + p.request.len() + resp_len + 128);
+    out.push_str("{\"time\":");
+    out.push_str(&quoted(time));
+    out.push_str(if response.is_some() {
+        ",\"type\":\"response\",\"auth\":"
+    } else {
+        ",\"type\":\"request\",\"auth\":"
+    });
+    out.push_str(&p.auth);
+    out.push_str(",\"request\":");
+    out.push_str(&p.request);
+    if let Some(r) = response {
+        out.push_str(",\"response\":");
+        out.push_str(r.as_deref().unwrap_or("null"));
+    }
+    out.push_str(",\"error\":");
+    out.push_str(&quoted(error));
+    out.push('}');
+    out
+}
+
+/// The salted `response` block of a response entry, serialized.
+pub fn response_block(s: &Salting<'_>, resp: Option<&Response>) -> Option<String> {
+    resp.map(|x| response_json(s, x).to_string())
+}
+
 /// The request entry, written before the backend runs.
 pub fn request_entry(s: &Salting<'_>, r: &Record<'_>, error: Option<&str>) -> Value {
-    json!({
-        "time": r.time,
-        "type": "request",
-        "auth": auth_of_caller(s, r),
-        "request": request_json(s, r),
-        "error": error.unwrap_or(""),
-    })
+    let line = entry_json(r.time, &parts(s, r), None, error.unwrap_or(""));
+    serde_json::from_str(&line).unwrap_or(Value::Null)
 }
 
 /// The response entry, written before the reply leaves.
@@ -218,14 +262,13 @@ pub fn response_entry(
     resp: Option<&Response>,
     error: Option<&str>,
 ) -> Value {
-    json!({
-        "time": r.time,
-        "type": "response",
-        "auth": auth_of_caller(s, r),
-        "request": request_json(s, r),
-        "response": resp.map(|x| response_json(s, x)).unwrap_or(Value::Null),
-        "error": error.unwrap_or(""),
-    })
+    let line = entry_json(
+        r.time,
+        &parts(s, r),
+        Some(response_block(s, resp)),
+        error.unwrap_or(""),
+    );
+    serde_json::from_str(&line).unwrap_or(Value::Null)
 }
 
 /// JSONx (IBM's XML rendering of JSON), as the `jsonx` format writes it.
