@@ -25,7 +25,10 @@ const LEASE_TTL: &str = "720h";
 fn factories() -> BTreeMap<String, Factory> {
     let mut f: BTreeMap<String, Factory> = BTreeMap::new();
     // `kv` only because a core can mount KV; the benchmark never uses it.
-    f.insert("kv".into(), Arc::new(|entry| lessor_engine_kv::factory(&entry.options)));
+    f.insert(
+        "kv".into(),
+        Arc::new(|entry| lessor_engine_kv::factory(&entry.options)),
+    );
     f.insert(
         lessor_engine_test::TYPE.into(),
         Arc::new(lessor_engine_test::factory),
@@ -66,18 +69,36 @@ pub async fn populate(dir: &Path, leases: u64, concurrency: usize) -> Result<Str
     let core = open(dir)?;
     let (keys, root) = core.init(1, 1).await.map_err(|e| format!("init: {e}"))?;
     let key = keys.first().ok_or("init returned no key")?.clone();
-    core.unseal(&key).await.map_err(|e| format!("unseal: {e}"))?;
-    call(&core, &root, Operation::Update, &format!("sys/mounts/{MOUNT}"), json!({"type": lessor_engine_test::TYPE})).await?;
-    call(&core, &root, Operation::Update, "test/config", json!({"ttl": LEASE_TTL, "max_ttl": LEASE_TTL})).await?;
+    core.unseal(&key)
+        .await
+        .map_err(|e| format!("unseal: {e}"))?;
+    call(
+        &core,
+        &root,
+        Operation::Update,
+        &format!("sys/mounts/{MOUNT}"),
+        json!({"type": lessor_engine_test::TYPE}),
+    )
+    .await?;
+    call(
+        &core,
+        &root,
+        Operation::Update,
+        "test/config",
+        json!({"ttl": LEASE_TTL, "max_ttl": LEASE_TTL}),
+    )
+    .await?;
     let state = json!({"key": hex::encode(&key), "root": root});
-    std::fs::write(dir.join(STATE_FILE), state.to_string()).map_err(|e| format!("cannot write state: {e}"))?;
+    std::fs::write(dir.join(STATE_FILE), state.to_string())
+        .map_err(|e| format!("cannot write state: {e}"))?;
 
     let issued = Arc::new(AtomicU64::new(0));
     let claimed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
-        let (core, root, issued, claimed) = (core.clone(), root.clone(), issued.clone(), claimed.clone());
+        let (core, root, issued, claimed) =
+            (core.clone(), root.clone(), issued.clone(), claimed.clone());
         tasks.spawn(async move {
             while claimed.fetch_add(1, Ordering::Relaxed) < leases {
                 let r = call(&core, &root, Operation::Read, CREDS, json!({})).await?;
@@ -86,7 +107,10 @@ pub async fn populate(dir: &Path, leases: u64, concurrency: usize) -> Result<Str
                 }
                 let n = issued.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % (leases / 10).max(1) == 0 {
-                    eprintln!("lessor-leasebench: {n}/{leases} leases in {:.1} s", started.elapsed().as_secs_f64());
+                    eprintln!(
+                        "lessor-leasebench: {n}/{leases} leases in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
                 }
             }
             Ok::<(), String>(())
@@ -112,10 +136,17 @@ pub async fn populate(dir: &Path, leases: u64, concurrency: usize) -> Result<Str
 }
 
 fn read_state(dir: &Path) -> Result<(Vec<u8>, String)> {
-    let raw = std::fs::read_to_string(dir.join(STATE_FILE)).map_err(|e| format!("no state from populate: {e}"))?;
+    let raw = std::fs::read_to_string(dir.join(STATE_FILE))
+        .map_err(|e| format!("no state from populate: {e}"))?;
     let v: Value = serde_json::from_str(&raw).map_err(|e| format!("bad state file: {e}"))?;
-    let key = v["key"].as_str().and_then(|k| hex::decode(k).ok()).ok_or("state without key")?;
-    let root = v["root"].as_str().ok_or("state without root token")?.to_string();
+    let key = v["key"]
+        .as_str()
+        .and_then(|k| hex::decode(k).ok())
+        .ok_or("state without key")?;
+    let root = v["root"]
+        .as_str()
+        .ok_or("state without root token")?
+        .to_string();
     Ok((key, root))
 }
 
@@ -125,10 +156,19 @@ pub async fn restore(dir: &Path, leases: u64, timeout: u64) -> Result<String> {
     let core = open(dir)?;
     let rss_sealed = rss_bytes();
     let started = Instant::now();
-    core.unseal(&key).await.map_err(|e| format!("unseal: {e}"))?;
+    core.unseal(&key)
+        .await
+        .map_err(|e| format!("unseal: {e}"))?;
     let unsealed = started.elapsed();
     // The first request a client would send: is my token good?
-    call(&core, &root, Operation::Read, "auth/token/lookup-self", json!({})).await?;
+    call(
+        &core,
+        &root,
+        Operation::Read,
+        "auth/token/lookup-self",
+        json!({}),
+    )
+    .await?;
     let first_request = started.elapsed();
     // And the first credential issued after unseal.
     call(&core, &root, Operation::Read, CREDS, json!({})).await?;
@@ -171,7 +211,9 @@ pub async fn restore(dir: &Path, leases: u64, timeout: u64) -> Result<String> {
 /// ids (`test/creds/bench/` + 24 characters): the lease index alone, with no storage caches
 /// or restore buffers mixed in. The ids are built first so only the index is measured.
 fn bare_index_size(n: u64) -> f64 {
-    let ids: Vec<String> = (0..n).map(|_| format!("{CREDS}/{}", random_suffix())).collect();
+    let ids: Vec<String> = (0..n)
+        .map(|_| format!("{CREDS}/{}", random_suffix()))
+        .collect();
     let before = rss_bytes();
     let schedule = Schedule::new();
     for (i, id) in ids.iter().enumerate() {

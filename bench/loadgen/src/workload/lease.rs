@@ -48,7 +48,10 @@ impl Workload for Issue {
             Some(at) => {
                 // At least 1 s: the engine reads 0 as "its configured TTL".
                 let ttl = (at - now_unix()).max(1);
-                Call::post(self.path.clone(), Bytes::from(format!(r#"{{"ttl":"{ttl}s"}}"#)))
+                Call::post(
+                    self.path.clone(),
+                    Bytes::from(format!(r#"{{"ttl":"{ttl}s"}}"#)),
+                )
             }
         }
     }
