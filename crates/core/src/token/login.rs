@@ -72,7 +72,15 @@ impl LoginRenewer for RouterRenewer {
             internal: &entry.internal,
             policies: &entry.policies,
         };
-        let grant = mounted.backend.renew_auth(&ctx).await?;
+        // Worded as Vault words a renewal its auth method refused.
+        let grant = mounted
+            .backend
+            .renew_auth(&ctx)
+            .await
+            .map_err(|e| match e {
+                Error::BadRequest(m) => Error::bad(format!("failed to renew entry: {m}")),
+                other => other,
+            })?;
         let secs = |d: std::time::Duration| d.as_secs() as i64;
         let (ttl, max_ttl, period) = match grant {
             Some(g) => (secs(g.ttl), secs(g.max_ttl), secs(g.period)),

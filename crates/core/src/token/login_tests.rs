@@ -219,7 +219,7 @@ async fn login_renewal_asks_the_method_under_the_auth_mounts_limits() {
     let e = h.renew_self(&token).await.unwrap_err();
     assert_eq!(
         (e.status(), e.to_string().as_str()),
-        (400, "role could not be found")
+        (400, "failed to renew entry: role could not be found")
     );
     let accessor = h
         .root(
