@@ -345,3 +345,43 @@ async fn secret_ids_are_stored_only_hashed() {
         }
     }
 }
+
+#[tokio::test]
+async fn renewal_rereads_the_role() {
+    let (m, _) = mount().await;
+    let r = m
+        .write(
+            "role/ren",
+            json!({"token_policies": "a", "token_ttl": 60, "token_max_ttl": 120}),
+        )
+        .await;
+    assert!(r.status < 300, "{r:?}");
+    let id = role_id(&m, "ren").await;
+    let s = secret(&m, "ren", json!({})).await;
+    let auth = login(&m, &id, s["secret_id"].as_str().unwrap())
+        .await
+        .auth
+        .unwrap();
+    let g = m.renew_auth(&auth).await.unwrap().unwrap();
+    assert_eq!((g.ttl.as_secs(), g.max_ttl.as_secs()), (60, 120));
+
+    m.write("role/ren", json!({"token_ttl": 30})).await;
+    let g = m.renew_auth(&auth).await.unwrap().unwrap();
+    assert_eq!(g.ttl.as_secs(), 30);
+
+    m.write("role/ren", json!({"token_policies": "b"})).await;
+    let e = m.renew_auth(&auth).await.unwrap_err();
+    assert_eq!(e.to_string(), "policies have changed, not renewing");
+
+    m.write("role/ren", json!({"token_policies": "a"})).await;
+    assert!(m.renew_auth(&auth).await.is_ok());
+    m.delete("role/ren").await;
+    let e = m.renew_auth(&auth).await.unwrap_err();
+    assert_eq!(
+        (e.status(), e.to_string()),
+        (
+            400,
+            "role \"ren\" does not exist during renewal".to_string()
+        )
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lessor_core::Result;
-use lessor_core::framework::{self, Backend, Ctx, SystemView};
+use lessor_core::framework::{self, AuthRenewCtx, AuthRenewGrant, Backend, Ctx, SystemView};
 use lessor_core::logical::{AuthSpec, Operation, Request, Response};
 use lessor_storage::Storage;
 use lessor_storage::inmem::InMem;
@@ -107,6 +107,21 @@ impl Mount {
                 error: e.messages().join("|"),
             },
         }
+    }
+
+    /// Renews a token a login issued with `auth` (as the core would: the token holds the
+    /// login's policies with `default` added).
+    pub async fn renew_auth(&self, auth: &AuthSpec) -> Result<Option<AuthRenewGrant>> {
+        let mut policies = auth.policies.clone();
+        policies.push("default".into());
+        let ctx = AuthRenewCtx {
+            storage: &self.storage,
+            system: &self.system,
+            metadata: &auth.metadata,
+            internal: &auth.internal,
+            policies: &policies,
+        };
+        self.backend.renew_auth(&ctx).await
     }
 
     pub async fn read(&self, rel: &str) -> Reply {

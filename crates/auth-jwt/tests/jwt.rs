@@ -416,3 +416,28 @@ async fn unknown_key_ids_do_not_hammer_the_issuer() {
     }
     assert_eq!(issuer.fetches(), before);
 }
+
+#[tokio::test]
+async fn renewal_rereads_the_role() {
+    let m = mount().await;
+    role(&m, "ren", json!({"token_max_ttl": "1h"})).await;
+    let mut auth = lessor_core::logical::AuthSpec {
+        policies: vec!["dev".into()],
+        ..Default::default()
+    };
+    auth.internal.insert("role".into(), json!("ren"));
+    let g = m.renew_auth(&auth).await.unwrap().unwrap();
+    assert_eq!((g.ttl.as_secs(), g.max_ttl.as_secs()), (600, 3600));
+    role(&m, "ren", json!({"token_policies": "other"})).await;
+    let e = m.renew_auth(&auth).await.unwrap_err();
+    assert_eq!(e.to_string(), "policies have changed, not renewing");
+    m.delete("role/ren").await;
+    let e = m.renew_auth(&auth).await.unwrap_err();
+    assert_eq!(
+        (e.status(), e.to_string()),
+        (400, "role could not be found".to_string())
+    );
+    // A token whose login stored no role keeps its terms.
+    auth.internal.clear();
+    assert!(m.renew_auth(&auth).await.unwrap().is_none());
+}

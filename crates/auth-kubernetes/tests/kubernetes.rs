@@ -385,3 +385,27 @@ async fn role_validation_and_read_back() {
         .await;
     assert_eq!(c.status, 400);
 }
+
+#[tokio::test]
+async fn renewal_rereads_the_role() {
+    let m = mount("http://127.0.0.1:9", json!({})).await;
+    let role = |policies: &str| {
+        json!({"bound_service_account_names": "*", "bound_service_account_namespaces": "ns",
+            "token_policies": policies, "token_ttl": 90, "token_period": 0})
+    };
+    let r = m.write("role/ren", role("p")).await;
+    assert!(r.status < 300, "{r:?}");
+    let mut auth = lessor_core::logical::AuthSpec {
+        policies: vec!["p".into()],
+        ..Default::default()
+    };
+    auth.internal.insert("role".into(), json!("ren"));
+    let g = m.renew_auth(&auth).await.unwrap().unwrap();
+    assert_eq!(g.ttl.as_secs(), 90);
+    m.write("role/ren", role("q")).await;
+    let e = m.renew_auth(&auth).await.unwrap_err();
+    assert_eq!(e.to_string(), "policies have changed, not renewing");
+    m.delete("role/ren").await;
+    let e = m.renew_auth(&auth).await.unwrap_err();
+    assert_eq!(e.to_string(), "role ren does not exist during renewal");
+}
