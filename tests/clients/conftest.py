@@ -35,7 +35,7 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGET = os.environ.get("LESSOR_TEST_TARGET", "lessor").strip().lower()
 ROOT_TOKEN = "root"
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 CLI_TIMEOUT = 60.0
 # OpenBao has no "file" storage: one of its durable backends stands in. pebbledb by default:
@@ -392,7 +392,7 @@ class FileServer:
         r = requests.put(
             f"{self.url}/v1/sys/init",
             json={"secret_shares": shares, "secret_threshold": threshold},
-            timeout=30,
+            timeout=READY_TIMEOUT,
         )
         r.raise_for_status()
         return r.json()
@@ -400,7 +400,7 @@ class FileServer:
     def unseal(self, keys: list[str]) -> dict:
         status: dict = {}
         for key in keys:
-            r = requests.put(f"{self.url}/v1/sys/unseal", json={"key": key}, timeout=30)
+            r = requests.put(f"{self.url}/v1/sys/unseal", json={"key": key}, timeout=READY_TIMEOUT)
             r.raise_for_status()
             status = r.json()
             if not status["sealed"]:
