@@ -3,6 +3,7 @@
 //! Adding a workload takes a variant of [`Kind`], its arm in [`Kind::prepare`], and a type that
 //! implements [`Workload`] (in `token.rs`, `kv.rs`, or a new module beside them).
 
+mod approle;
 mod kv;
 mod lease;
 mod token;
@@ -39,6 +40,9 @@ pub enum Kind {
     /// GET <mount>/creds/bench on the test engine (default mount `test`): one lease per
     /// request; `LESSOR_LOADGEN_EXPIRE_AT` makes them all expire at one second.
     LeaseIssue,
+    /// POST auth/<mount>/login on AppRole (default mount `approle`, enabled if absent) with
+    /// one role id and one unlimited secret id: a token per request.
+    ApproleLogin,
 }
 
 /// What setup may use: how many distinct keys (or tokens) to spread requests over, how wide to
@@ -72,6 +76,7 @@ impl Kind {
             }
             Kind::Kv1Read => Arc::new(kv::Kv::prepare(client, setup, Version::V1, Op::Read).await?),
             Kind::LeaseIssue => Arc::new(lease::Issue::new(setup)),
+            Kind::ApproleLogin => Arc::new(approle::Login::prepare(client, setup).await?),
         })
     }
 }
