@@ -218,6 +218,26 @@ def resources(server: run.Server) -> int:
     return body["data"]["count"]
 
 
+def kv_versions(server: run.Server, keys: range) -> list[int]:
+    out = []
+    for k in keys:
+        status, body = run.http(server.addr, "GET", f"secret/metadata/bench/{k}", token=server.token, timeout=10)
+        out.append(((body or {}).get("data") or {}).get("current_version", 0) if status == 200 else 0)
+    return out
+
+
+def wait_kv_setup(server: run.Server, width: int, before: list[int], keys: int = 1000, timeout: float = 60) -> None:
+    """kv2-read's setup writes keys 0..keys-1 in `width` sequential lanes: once each lane's
+    last key has a newer version than `before`, setup is over and the warm-up has begun."""
+    last = range(keys - width, keys)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(now > then for now, then in zip(kv_versions(server, last), before)):
+            return
+        time.sleep(0.02)
+    raise RuntimeError("kv2-read setup did not finish")
+
+
 def scenario_revoke(sizes: Sizes, scratch: Path) -> dict:
     n = sizes.prefix_leases
     window = 3.0 if not sizes.smoke else 1.0
@@ -250,11 +270,13 @@ def scenario_revoke(sizes: Sizes, scratch: Path) -> dict:
                 time.sleep(0.02)
             done["error"] = "job not done within 300 s"
 
-        # The reads start just before the job, and their warm-up covers the job's start.
+        # The job starts during the reads' warm-up, so their measured span covers it.
         reads: dict = {}
+        before = kv_versions(server, range(1000 - other.concurrency, 1000))
         reader = threading.Thread(target=lambda: reads.update(run.run_workload(server, "kv2-read", other)))
         reader.start()
-        time.sleep(0.4)
+        wait_kv_setup(server, other.concurrency, before)
+        time.sleep(0.3)
         revoke()
         reader.join()
         during = summary(reads)
