@@ -412,3 +412,73 @@ mod tests {
         assert!(x.contains(r#"<json:null name="n"/>"#));
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use crate::logical::Operation;
+
+    /// `cargo test --release -p lessor-core --lib audit::format::timing -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn entry_cost() {
+        let mut req = Request::new(Operation::Update, "auth/token/create")
+            .with_token("hvs.abcdefghijklmnopqrstuvwx");
+        req.data.insert("ttl".into(), json!("1h"));
+        req.data.insert("policies".into(), json!(["default"]));
+        let caller = Caller {
+            accessor: "acc123456789012345678901".into(),
+            policies: vec!["root".into()],
+            display_name: "root".into(),
+            ..Default::default()
+        };
+        let resp = Response {
+            auth: Some(AuthSpec {
+                client_token: "hvs.zyxwvutsrqponmlkjihgfedc".into(),
+                accessor: "acc2".into(),
+                policies: vec!["default".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let key = Keyed::new(b"0123456789abcdef0123456789abcdef");
+        let s = Salting {
+            key: &key,
+            log_raw: false,
+            hmac_accessor: true,
+            elide_list_responses: false,
+        };
+        let n = 20_000;
+        let t0 = std::time::Instant::now();
+        for _ in 0..n {
+            let time = crate::audit::now_rfc3339_nano();
+            let r = Record {
+                req: &req,
+                token: TokenInfo {
+                    caller: Some(&caller),
+                    token_type: "service",
+                    token_ttl: 0,
+                },
+                time: &time,
+            };
+            let p = parts(&s, &r);
+            let a = entry_json(r.time, &p, None, "");
+            let b = entry_json(r.time, &p, Some(response_block(&s, Some(&resp))), "");
+            std::hint::black_box((a, b));
+        }
+        let per = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+        let t1 = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(key.hash("hvs.abcdefghijklmnopqrstuvwx"));
+        }
+        let per_hash = t1.elapsed().as_secs_f64() * 1e6 / n as f64;
+        let t2 = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(crate::audit::now_rfc3339_nano());
+        }
+        let per_time = t2.elapsed().as_secs_f64() * 1e6 / n as f64;
+        eprintln!(
+            "both entries: {per:.2} us; one hmac: {per_hash:.2} us; one timestamp: {per_time:.2} us"
+        );
+    }
+}
