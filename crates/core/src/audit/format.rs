@@ -6,8 +6,13 @@
 //! `hmac-sha256:<hex>`; paths, policies, metadata and lease ids stay readable so a log can be
 //! analysed without the salt.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value, json};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use crate::logical::{AuthSpec, Caller, Request, Response};
@@ -50,51 +55,6 @@ pub struct Salting<'a> {
     pub elide_list_responses: bool,
 }
 
-impl Salting<'_> {
-    fn secret(&self, s: &str) -> Value {
-        if self.log_raw || s.is_empty() {
-            Value::String(s.to_string())
-        } else {
-            Value::String(self.key.hash(s))
-        }
-    }
-
-    fn accessor(&self, s: &str) -> Value {
-        if self.hmac_accessor {
-            self.secret(s)
-        } else {
-            Value::String(s.to_string())
-        }
-    }
-
-    /// Every string leaf of `v`, however deep, salted.
-    fn leaves(&self, v: &Value) -> Value {
-        match v {
-            Value::String(s) => self.secret(s),
-            Value::Array(a) => Value::Array(a.iter().map(|x| self.leaves(x)).collect()),
-            Value::Object(m) => {
-                Value::Object(m.iter().map(|(k, x)| (k.clone(), self.leaves(x))).collect())
-            }
-            other => other.clone(),
-        }
-    }
-
-    fn data(&self, m: &Map<String, Value>) -> Value {
-        Value::Object(
-            m.iter()
-                .map(|(k, v)| {
-                    let v = if PLAIN_DATA_KEYS.contains(&k.as_str()) {
-                        v.clone()
-                    } else {
-                        self.leaves(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        )
-    }
-}
-
 /// What the core knows of the token that made the request.
 #[derive(Default)]
 pub struct TokenInfo<'a> {
@@ -110,94 +70,223 @@ pub struct Record<'a> {
     pub time: &'a str,
 }
 
-fn auth_of_caller(s: &Salting<'_>, r: &Record<'_>) -> Value {
+/// A string as the device logs it: hashed unless raw or empty.
+fn salted<'a>(s: &Salting<'_>, v: &'a str) -> Cow<'a, str> {
+    if s.log_raw || v.is_empty() {
+        Cow::Borrowed(v)
+    } else {
+        Cow::Owned(s.key.hash(v))
+    }
+}
+
+fn salted_accessor<'a>(s: &Salting<'_>, v: &'a str) -> Cow<'a, str> {
+    if s.hmac_accessor {
+        salted(s, v)
+    } else {
+        Cow::Borrowed(v)
+    }
+}
+
+/// Serializes a value with every string leaf salted, without building a salted copy.
+struct Leaves<'a> {
+    v: &'a Value,
+    s: &'a Salting<'a>,
+}
+
+impl Serialize for Leaves<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.v {
+            Value::String(x) => ser.serialize_str(&salted(self.s, x)),
+            Value::Array(items) => {
+                let mut seq = ser.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&Leaves { v, s: self.s })?;
+                }
+                seq.end()
+            }
+            Value::Object(m) => {
+                let mut map = ser.serialize_map(Some(m.len()))?;
+                for (k, v) in m {
+                    map.serialize_entry(k, &Leaves { v, s: self.s })?;
+                }
+                map.end()
+            }
+            other => other.serialize(ser),
+        }
+    }
+}
+
+/// Request or response data: string leaves salted except `PLAIN_DATA_KEYS`; with
+/// `elide_keys`, a `keys` list is written as its length.
+struct Data<'a> {
+    m: &'a Map<String, Value>,
+    s: &'a Salting<'a>,
+    elide_keys: bool,
+}
+
+impl Serialize for Data<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = ser.serialize_map(Some(self.m.len()))?;
+        for (k, v) in self.m {
+            if PLAIN_DATA_KEYS.contains(&k.as_str()) {
+                map.serialize_entry(k, v)?;
+            } else if let (true, "keys", Value::Array(keys)) = (self.elide_keys, k.as_str(), v) {
+                map.serialize_entry(k, &keys.len())?;
+            } else {
+                map.serialize_entry(k, &Leaves { v, s: self.s })?;
+            }
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct PolicyResults {
+    allowed: bool,
+}
+
+#[derive(Serialize)]
+struct AuthBlock<'a> {
+    client_token: Cow<'a, str>,
+    accessor: Cow<'a, str>,
+    display_name: &'a str,
+    policies: &'a [String],
+    token_policies: &'a [String],
+    metadata: Option<&'a BTreeMap<String, String>>,
+    entity_id: &'a str,
+    token_type: &'a str,
+    token_ttl: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_results: Option<PolicyResults>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    renewable: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct RequestBlock<'a> {
+    id: &'a str,
+    operation: &'static str,
+    mount_point: &'a str,
+    mount_type: &'a str,
+    mount_accessor: &'a str,
+    client_token: Cow<'a, str>,
+    client_token_accessor: Cow<'a, str>,
+    path: &'a str,
+    data: Option<Data<'a>>,
+    remote_address: String,
+    remote_port: u16,
+}
+
+#[derive(Serialize)]
+struct SecretBlock<'a> {
+    lease_id: &'a str,
+    lease_duration: u64,
+    renewable: bool,
+}
+
+#[derive(Serialize)]
+struct ResponseBlock<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Data<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<SecretBlock<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthBlock<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a [String]>,
+    mount_type: &'a str,
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
+}
+
+fn auth_of_caller(s: &Salting<'_>, r: &Record<'_>) -> String {
     let Some(c) = r.token.caller else {
-        return Value::Null;
+        return "null".to_string();
     };
-    json!({
-        "client_token": s.secret(r.req.client_token.as_deref().unwrap_or("")),
-        "accessor": s.accessor(&c.accessor),
-        "display_name": c.display_name,
-        "policies": c.policies,
-        "token_policies": c.policies,
-        "metadata": if c.metadata.is_empty() { Value::Null } else { json!(c.metadata) },
-        "entity_id": c.entity_id,
-        "token_type": r.token.token_type,
-        "token_ttl": r.token.token_ttl,
-        "policy_results": {"allowed": true},
+    to_json(&AuthBlock {
+        client_token: salted(s, r.req.client_token.as_deref().unwrap_or("")),
+        accessor: salted_accessor(s, &c.accessor),
+        display_name: &c.display_name,
+        policies: &c.policies,
+        token_policies: &c.policies,
+        metadata: (!c.metadata.is_empty()).then_some(&c.metadata),
+        entity_id: &c.entity_id,
+        token_type: r.token.token_type,
+        token_ttl: r.token.token_ttl,
+        policy_results: Some(PolicyResults { allowed: true }),
+        renewable: None,
     })
 }
 
-fn request_json(s: &Salting<'_>, r: &Record<'_>) -> Value {
+fn request_json(s: &Salting<'_>, r: &Record<'_>) -> String {
     let req = r.req;
     let accessor = r.token.caller.map(|c| c.accessor.as_str()).unwrap_or("");
-    json!({
-        "id": req.id,
-        "operation": req.operation.as_str(),
-        "mount_point": req.mount_point,
-        "mount_type": req.mount_type,
-        "mount_accessor": req.mount_accessor,
-        "client_token": s.secret(req.client_token.as_deref().unwrap_or("")),
-        "client_token_accessor": s.accessor(accessor),
-        "path": req.path,
-        "data": if req.data.is_empty() { Value::Null } else { s.data(&req.data) },
-        "remote_address": req.remote_addr.map(|a| a.ip().to_string()).unwrap_or_default(),
-        "remote_port": req.remote_addr.map(|a| a.port()).unwrap_or(0),
+    to_json(&RequestBlock {
+        id: &req.id,
+        operation: req.operation.as_str(),
+        mount_point: &req.mount_point,
+        mount_type: &req.mount_type,
+        mount_accessor: &req.mount_accessor,
+        client_token: salted(s, req.client_token.as_deref().unwrap_or("")),
+        client_token_accessor: salted_accessor(s, accessor),
+        path: &req.path,
+        data: (!req.data.is_empty()).then_some(Data {
+            m: &req.data,
+            s,
+            elide_keys: false,
+        }),
+        remote_address: req
+            .remote_addr
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
+        remote_port: req.remote_addr.map(|a| a.port()).unwrap_or(0),
     })
 }
 
-fn response_auth(s: &Salting<'_>, a: &AuthSpec) -> Value {
-    json!({
-        "client_token": s.secret(&a.client_token),
-        "accessor": s.accessor(&a.accessor),
-        "display_name": a.display_name,
-        "policies": a.policies,
-        "token_policies": a.token_policies,
-        "metadata": if a.metadata.is_empty() { Value::Null } else { json!(a.metadata) },
-        "entity_id": a.entity_id,
-        "token_type": if a.token_type.is_empty() { "service" } else { a.token_type.as_str() },
-        "token_ttl": a.lease_duration,
-        "renewable": a.renewable,
-    })
+fn response_auth<'a>(s: &Salting<'_>, a: &'a AuthSpec) -> AuthBlock<'a> {
+    AuthBlock {
+        client_token: salted(s, &a.client_token),
+        accessor: salted_accessor(s, &a.accessor),
+        display_name: &a.display_name,
+        policies: &a.policies,
+        token_policies: &a.token_policies,
+        metadata: (!a.metadata.is_empty()).then_some(&a.metadata),
+        entity_id: &a.entity_id,
+        token_type: if a.token_type.is_empty() {
+            "service"
+        } else {
+            a.token_type.as_str()
+        },
+        token_ttl: a.lease_duration as i64,
+        policy_results: None,
+        renewable: Some(a.renewable),
+    }
 }
 
-fn response_json(s: &Salting<'_>, resp: &Response) -> Value {
-    let mut out = Map::new();
+fn response_json(s: &Salting<'_>, resp: &Response) -> String {
     if let Some(raw) = &resp.raw {
         // Raw bodies (`sys/health`, ...) carry no secrets of a request, but salt them anyway.
-        out.insert(
-            "data".into(),
-            raw.body
-                .as_ref()
-                .map(|b| s.leaves(b))
-                .unwrap_or(Value::Null),
-        );
-        return Value::Object(out);
+        let null = Value::Null;
+        let body = raw.body.as_ref().unwrap_or(&null);
+        return format!("{{\"data\":{}}}", to_json(&Leaves { v: body, s }));
     }
-    if let Some(data) = &resp.data {
-        let mut v = s.data(data);
-        if s.elide_list_responses
-            && let Some(Value::Array(keys)) = data.get("keys")
-            && let Some(m) = v.as_object_mut()
-        {
-            m.insert("keys".into(), json!(keys.len()));
-        }
-        out.insert("data".into(), v);
-    }
-    if !resp.lease_id.is_empty() {
-        out.insert(
-            "secret".into(),
-            json!({"lease_id": resp.lease_id, "lease_duration": resp.lease_duration, "renewable": resp.renewable}),
-        );
-    }
-    if let Some(a) = &resp.auth {
-        out.insert("auth".into(), response_auth(s, a));
-    }
-    if !resp.warnings.is_empty() {
-        out.insert("warnings".into(), json!(resp.warnings));
-    }
-    out.insert("mount_type".into(), json!(resp.mount_type));
-    Value::Object(out)
+    to_json(&ResponseBlock {
+        data: resp.data.as_ref().map(|m| Data {
+            m,
+            s,
+            elide_keys: s.elide_list_responses,
+        }),
+        secret: (!resp.lease_id.is_empty()).then_some(SecretBlock {
+            lease_id: &resp.lease_id,
+            lease_duration: resp.lease_duration,
+            renewable: resp.renewable,
+        }),
+        auth: resp.auth.as_ref().map(|a| response_auth(s, a)),
+        warnings: (!resp.warnings.is_empty()).then_some(resp.warnings.as_slice()),
+        mount_type: &resp.mount_type,
+    })
 }
 
 /// The salted `auth` and `request` blocks of one request for one device, serialized once:
@@ -210,8 +299,8 @@ pub struct Parts {
 
 pub fn parts(s: &Salting<'_>, r: &Record<'_>) -> Parts {
     Parts {
-        auth: auth_of_caller(s, r).to_string(),
-        request: request_json(s, r).to_string(),
+        auth: auth_of_caller(s, r),
+        request: request_json(s, r),
     }
 }
 
@@ -246,7 +335,7 @@ pub fn entry_json(time: &str, p: &Parts, response: Option<Option<String>>, error
 
 /// The salted `response` block of a response entry, serialized.
 pub fn response_block(s: &Salting<'_>, resp: Option<&Response>) -> Option<String> {
-    resp.map(|x| response_json(s, x).to_string())
+    resp.map(|x| response_json(s, x))
 }
 
 /// The request entry, written before the backend runs.
@@ -325,6 +414,7 @@ fn jsonx_value(out: &mut String, name: Option<&str>, v: &Value, root: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use crate::logical::Operation;
 
     #[test]
@@ -416,6 +506,7 @@ mod tests {
 #[cfg(test)]
 mod timing {
     use super::*;
+    use serde_json::json;
     use crate::logical::Operation;
 
     /// `cargo test --release -p lessor-core --lib audit::format::timing -- --ignored --nocapture`
