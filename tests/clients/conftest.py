@@ -47,6 +47,11 @@ if TARGET not in ("lessor", "openbao"):
 
 _LIVE: set["ServerProcess"] = set()
 
+# Dev servers store their root token in ~/.vault-token, as Vault's do: keep the suites'
+# servers and clients away from the real home directory.
+_TEST_HOME = Path(__import__("tempfile").mkdtemp(prefix="lessor-test-home-"))
+os.environ["HOME"] = str(_TEST_HOME)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)

@@ -30,6 +30,8 @@ pub struct CoreConfig {
     pub default_lease_ttl: i64,
     pub max_lease_ttl: i64,
     pub cluster_name: String,
+    /// The operator set `cluster_name` (it then wins over the stored one).
+    pub cluster_name_configured: bool,
     pub api_addr: String,
     pub version: String,
     /// Tests drive the scheduler themselves (`Expiration::run_due_now`) with a manual clock.
@@ -42,6 +44,7 @@ impl Default for CoreConfig {
             default_lease_ttl: 2_764_800,
             max_lease_ttl: 2_764_800,
             cluster_name: format!("lessor-cluster-{}", mounts::random_hex(4)),
+            cluster_name_configured: false,
             api_addr: String::new(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             manual_scheduler: false,
@@ -58,6 +61,9 @@ pub struct Active {
     pub quotas: Arc<crate::quota::LeaseQuotas>,
     pub storage: Arc<dyn Storage>,
     pub active_since: String,
+    /// Persisted at first unseal, so `sys/health` names the same cluster after a restart.
+    pub cluster_name: String,
+    pub cluster_id: String,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -228,6 +234,7 @@ impl Core {
         );
         expiration.events.observe(quotas.clone());
         expiration.events.observe(self.metrics.clone());
+        let (cluster_name, cluster_id) = self.cluster_identity(storage.as_ref()).await?;
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let active = Arc::new(Active {
             router,
@@ -237,6 +244,8 @@ impl Core {
             quotas: quotas.clone(),
             storage: storage.clone(),
             active_since: crate::clock::now_rfc3339(),
+            cluster_name,
+            cluster_id,
             stop,
         });
         for table in [Table::Mounts, Table::Auth] {
@@ -287,6 +296,26 @@ impl Core {
         }
         *self.state.write() = Some(active);
         Ok(())
+    }
+
+    /// The cluster's name and id: stored at the first unseal; a configured name wins.
+    async fn cluster_identity(&self, storage: &dyn Storage) -> Result<(String, String)> {
+        const KEY: &str = "core/cluster";
+        let stored: Option<(String, String)> = match storage.get(KEY).await? {
+            Some(raw) => serde_json::from_slice(&raw).ok(),
+            None => None,
+        };
+        let (name, id) = match stored {
+            Some(v) => v,
+            None => {
+                let v = (self.config.cluster_name.clone(), self.cluster_id.clone());
+                let raw = serde_json::to_vec(&v).map_err(|e| Error::internal(e.to_string()))?;
+                storage.put(KEY, raw).await?;
+                v
+            }
+        };
+        let name = if self.config.cluster_name_configured { self.config.cluster_name.clone() } else { name };
+        Ok((name, id))
     }
 
     /// Builds a backend for `entry` and initializes it.

@@ -43,6 +43,7 @@ const SUDO_PATHS: &[&str] = &[
     "leases/jobs",
     "leases/jobs/*",
     "leases/quarantine",
+    "leases/quarantine/*",
 ];
 
 /// What every `sys/` handler holds: a weak link to the core (the core owns the backend).

@@ -263,3 +263,20 @@ async fn a_corrupt_lease_record_is_quarantined_not_fatal() {
     // Still serving.
     env.issue().await;
 }
+
+#[tokio::test]
+async fn an_operator_can_drop_a_quarantined_lease() {
+    let env = Env::new().await;
+    env.configure(json!({"ttl": "60s"})).await;
+    let (bad, _) = env.issue().await;
+    let active = env.core.active().unwrap();
+    active.expiration.quarantine(&bad, "test").await;
+    let q = env.data(Operation::Read, "sys/leases/quarantine", json!({})).await;
+    assert_eq!(q["lease_count"], 1);
+    env.ok(Operation::Delete, &format!("sys/leases/quarantine/{bad}"), json!({})).await;
+    let q = env.data(Operation::Read, "sys/leases/quarantine", json!({})).await;
+    assert_eq!(q["lease_count"], 0);
+    assert!(env.lookup(&bad).await.is_err());
+    let e = env.call(Operation::Delete, &format!("sys/leases/quarantine/{bad}"), json!({})).await.unwrap_err();
+    assert_eq!(e.status(), 404);
+}

@@ -20,6 +20,7 @@ struct Flags {
     dev_listen_address: Option<String>,
     config: Vec<PathBuf>,
     log_level: Option<String>,
+    dev_no_store_token: bool,
 }
 
 const USAGE: &str = "Usage: lessor server [options]
@@ -54,7 +55,8 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
             "dev-listen-address" => f.dev_listen_address = Some(value(name)?),
             "config" => f.config.push(PathBuf::from(value(name)?)),
             "log-level" => f.log_level = Some(value(name)?),
-            "dev-no-store-token" | "dev-tls" => {}
+            "dev-no-store-token" => f.dev_no_store_token = inline.map(|v| v != "false").unwrap_or(true),
+            "dev-tls" => {}
             "h" | "help" => return Err(USAGE.to_string()),
             other => {
                 return Err(format!(
@@ -201,6 +203,7 @@ async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), S
     }
     if let Some(n) = &cfg.cluster_name {
         core_cfg.cluster_name = n.clone();
+        core_cfg.cluster_name_configured = true;
     }
     core_cfg.api_addr = cfg.api_addr.clone().unwrap_or_default();
     if let Some(d) = cfg.pending_lease_deadline.filter(|d| *d > 0) {
@@ -215,6 +218,9 @@ async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), S
             .dev_init(flags.dev_root_token_id.as_deref())
             .await
             .map_err(|e| format!("dev mode initialization failed: {e}"))?;
+        if !flags.dev_no_store_token {
+            store_dev_token(&root);
+        }
         dev_banner = Some((key, root));
     }
 
@@ -314,6 +320,24 @@ async fn reopen_audit_on_sighup(core: Arc<Core>) {
             tracing::info!("SIGHUP: reopening audit devices");
             core.audit.reopen();
         }
+    }
+}
+
+/// Dev mode logs the CLI in, as the vault dev server does: the root token goes to
+/// `~/.vault-token` (mode 0600), unless `-dev-no-store-token`.
+fn store_dev_token(root: &str) {
+    let Some(home) = std::env::var_os("HOME") else { return };
+    let path = std::path::Path::new(&home).join(".vault-token");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let written = opts.open(&path).and_then(|mut f| std::io::Write::write_all(&mut f, root.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "cannot store the dev root token");
     }
 }
 

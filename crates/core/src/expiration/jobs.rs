@@ -17,6 +17,8 @@ pub(super) const JOB_PREFIX: &str = "jobs/";
 const PAGE: usize = 1000;
 /// Revocations of one job running at once (each still takes its mount's worker permit).
 const JOB_CONCURRENCY: usize = 64;
+/// Finished jobs stay listed this long (seven days).
+const JOB_RETENTION_SECS: i64 = 7 * 86_400;
 /// Errors kept in a job record for the status endpoint.
 const KEPT_ERRORS: usize = 20;
 
@@ -70,7 +72,9 @@ pub struct Jobs {
 impl Expiration {
     async fn save_job(&self, job: &Job) -> Result<()> {
         let raw = serde_json::to_vec(job).map_err(|e| Error::internal(e.to_string()))?;
-        self.storage.put(&format!("{JOB_PREFIX}{}", job.id), raw).await?;
+        self.storage
+            .put(&format!("{JOB_PREFIX}{}", job.id), raw)
+            .await?;
         Ok(())
     }
 
@@ -80,7 +84,9 @@ impl Expiration {
             return Ok(Some(tx.borrow().clone()));
         }
         match self.storage.get(&format!("{JOB_PREFIX}{id}")).await? {
-            Some(raw) => serde_json::from_slice(&raw).map(Some).map_err(|e| Error::internal(e.to_string())),
+            Some(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .map_err(|e| Error::internal(e.to_string())),
             None => Ok(None),
         }
     }
@@ -89,8 +95,24 @@ impl Expiration {
         Ok(self.storage.list(JOB_PREFIX).await?)
     }
 
+    /// Deletes finished job records older than `JOB_RETENTION_SECS`.
+    async fn prune_jobs(&self) -> Result<()> {
+        let cutoff = self.clock.now_unix() - JOB_RETENTION_SECS;
+        for id in self.job_ids().await? {
+            if let Some(job) = self.job(&id).await? {
+                if job.state == JobState::Done && job.finished < cutoff {
+                    self.storage.delete(&format!("{JOB_PREFIX}{id}")).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a job revoking everything under `prefix` (or the one lease named exactly).
     pub async fn start_prefix_job(self: &Arc<Self>, prefix: &str, force: bool) -> Result<Job> {
+        if let Err(e) = self.prune_jobs().await {
+            tracing::warn!(error = %e, "cannot prune old revoke-prefix jobs");
+        }
         let prefix = prefix.trim_start_matches('/').to_string();
         let now = self.clock.now_unix();
         let total = self.count_under(&prefix).await?;
@@ -125,7 +147,9 @@ impl Expiration {
                 }
             }
         }
-        self.job(id).await?.ok_or_else(|| Error::internal("revoke job vanished"))
+        self.job(id)
+            .await?
+            .ok_or_else(|| Error::internal("revoke job vanished"))
     }
 
     fn spawn_job(self: &Arc<Self>, job: Job) {
@@ -176,7 +200,10 @@ impl Expiration {
         let mut n = 0u64;
         let mut after: Option<String> = None;
         loop {
-            let keys = self.storage.scan_keys(&base, after.as_deref(), 10_000).await?;
+            let keys = self
+                .storage
+                .scan_keys(&base, after.as_deref(), 10_000)
+                .await?;
             let Some(last) = keys.last() else { break };
             after = Some(last.clone());
             n += keys.len() as u64;
@@ -191,10 +218,18 @@ impl Expiration {
             let page: Vec<(String, Vec<u8>)> = match &exact {
                 Some(id) if job.cursor.is_none() => {
                     let key = format!("{ID_PREFIX}{id}");
-                    self.storage.get(&key).await?.map(|v| vec![(key, v)]).unwrap_or_default()
+                    self.storage
+                        .get(&key)
+                        .await?
+                        .map(|v| vec![(key, v)])
+                        .unwrap_or_default()
                 }
                 Some(_) => Vec::new(),
-                None => self.storage.scan(&base, job.cursor.as_deref(), PAGE).await?,
+                None => {
+                    self.storage
+                        .scan(&base, job.cursor.as_deref(), PAGE)
+                        .await?
+                }
             };
             let Some((last, _)) = page.last() else { break };
             let last = last.clone();
@@ -206,7 +241,9 @@ impl Expiration {
                         let id = key[ID_PREFIX.len()..].to_string();
                         let r = match serde_json::from_slice::<LeaseEntry>(&raw) {
                             Ok(e) => this.revoke_in_job(e, force).await,
-                            Err(err) => Err(Error::internal(format!("corrupt lease record: {err}"))),
+                            Err(err) => {
+                                Err(Error::internal(format!("corrupt lease record: {err}")))
+                            }
                         };
                         (id, r)
                     }

@@ -112,4 +112,21 @@ impl Expiration {
         }
         Ok(out)
     }
+
+    /// Drops a quarantined lease (its record, index entry and marker): for an operator who
+    /// has dealt with the credential by hand. Returns false if it was not quarantined.
+    pub async fn forget_quarantined(&self, id: &str) -> Result<bool> {
+        if self.storage.get(&format!("{QUARANTINE_PREFIX}{id}")).await?.is_none() {
+            return Ok(false);
+        }
+        let ops = vec![
+            WriteOp::Delete(format!("{}{id}", super::ID_PREFIX)),
+            WriteOp::Delete(format!("{INDEX_PREFIX}{id}")),
+            WriteOp::Delete(format!("{QUARANTINE_PREFIX}{id}")),
+        ];
+        self.storage.batch(ops).await?;
+        self.schedule.remove(id);
+        tracing::warn!(lease_id = %id, "quarantined lease dropped by an operator");
+        Ok(true)
+    }
 }

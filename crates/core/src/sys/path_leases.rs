@@ -28,6 +28,7 @@ enum Kind {
     Jobs,
     Job,
     Quarantine,
+    Unquarantine,
 }
 
 pub(super) fn paths(s: &SysRef) -> Vec<Path> {
@@ -60,6 +61,9 @@ pub(super) fn paths(s: &SysRef) -> Vec<Path> {
             .fields(lease_fields())
             .ops(&[Operation::Read]),
         Path::new("leases/quarantine", h(Kind::Quarantine)).ops(&[Operation::Read]),
+        Path::new("leases/quarantine/(?P<lease_id>.+)", h(Kind::Unquarantine))
+            .fields(lease_fields())
+            .ops(&[Operation::Delete]),
         Path::new("leases/jobs/?", h(Kind::Jobs)).ops(&[Operation::List]),
         Path::new("leases/jobs/(?P<job_id>[^/]+)", h(Kind::Job))
             .fields(vec![field::str("job_id", "Revoke-prefix job id.")])
@@ -181,6 +185,12 @@ impl PathHandler for Leases {
                 Ok(None)
             }
             Kind::Jobs => Response::list(exp.job_ids().await?),
+            Kind::Unquarantine => {
+                if !exp.forget_quarantined(&d.string("lease_id")).await? {
+                    return Err(Error::NotFound);
+                }
+                Ok(None)
+            }
             Kind::Quarantine => {
                 let list: Vec<Value> = exp
                     .quarantined()

@@ -83,8 +83,10 @@ fn status_json(core: &Core, s: &SealStatus) -> Value {
     });
     if !s.sealed {
         if let Some(o) = v.as_object_mut() {
-            o.insert("cluster_name".into(), json!(core.config.cluster_name));
-            o.insert("cluster_id".into(), json!(core.cluster_id));
+            if let Some(a) = core.active() {
+                o.insert("cluster_name".into(), json!(a.cluster_name));
+                o.insert("cluster_id".into(), json!(a.cluster_id));
+            }
         }
     }
     v
@@ -160,8 +162,10 @@ async fn health(core: &Arc<Core>, q: &Map<String, Value>, head: bool) -> Result<
     });
     if !sealed {
         if let Some(o) = body.as_object_mut() {
-            o.insert("cluster_name".into(), json!(core.config.cluster_name));
-            o.insert("cluster_id".into(), json!(core.cluster_id));
+            if let Some(a) = core.active() {
+                o.insert("cluster_name".into(), json!(a.cluster_name));
+                o.insert("cluster_id".into(), json!(a.cluster_id));
+            }
         }
     }
     let status = u16::try_from(status).map_err(|_| Error::bad("invalid status code"))?;
