@@ -3,6 +3,8 @@ lessor killed with SIGKILL in the middle of an issuance storm."""
 
 from __future__ import annotations
 
+import os
+import random
 import threading
 import time
 from pathlib import Path
@@ -69,8 +71,11 @@ def test_endpoint_down_during_revocation_then_back(dev_server, moto):
 
 
 def test_sigkill_during_issuance_storm(tmp_path: Path, moto):
-    """After a crash mid-storm, a restart and the pending deadline, the IAM users in moto
-    are exactly the users of active leases: nothing leaked, nothing handed out lost."""
+    """SIGKILL at random points of an issuance storm, round after round (20 by default, about
+    200 credentials in all); after the last restart and the pending deadline, the IAM users in
+    moto are exactly the users of active leases: nothing leaked, nothing handed out lost."""
+    rounds = int(os.environ.get("LESSOR_CRASH_ROUNDS", "20"))
+    rng = random.Random(int(os.environ.get("LESSOR_CRASH_SEED", "7")))
     server = FileServer(tmp_path / "crash")
     with open(server.config_path, "a") as f:
         f.write("pending_lease_deadline = 2\n")
@@ -82,29 +87,36 @@ def test_sigkill_during_issuance_storm(tmp_path: Path, moto):
     client.adapter.post("/v1/aws/roles/storm", json={"credential_type": "iam_user", "policy_arns": READ_ONLY})
 
     handed_out: list[str] = []
-    stop = threading.Event()
+    for _ in range(rounds):
+        stop = threading.Event()
+        this_round: list[str] = []
 
-    def issue() -> None:
-        s = requests.Session()
-        while not stop.is_set():
-            try:
-                r = s.get(f"{server.url}/v1/aws/creds/storm", headers={"X-Vault-Token": token}, timeout=10)
-            except requests.RequestException:
-                return
-            if r.status_code == 200:
-                handed_out.append(r.json()["data"]["access_key"])
+        def issue() -> None:
+            s = requests.Session()
+            while not stop.is_set():
+                try:
+                    r = s.get(f"{server.url}/v1/aws/creds/storm", headers={"X-Vault-Token": token}, timeout=10)
+                except requests.RequestException:
+                    return
+                if r.status_code == 200:
+                    this_round.append(r.json()["data"]["access_key"])
 
-    threads = [threading.Thread(target=issue) for _ in range(6)]
-    for t in threads:
-        t.start()
-    wait_for(lambda: len(handed_out) >= 10, 30, interval=0.05, what="issuance under way")
-    server.kill()
-    stop.set()
-    for t in threads:
-        t.join(timeout=15)
+        threads = [threading.Thread(target=issue) for _ in range(6)]
+        for t in threads:
+            t.start()
+        # Kill at a random point: after a random number of answers, plus a random delay so
+        # the kill also lands between reserve and activate of requests in flight.
+        target = rng.randint(2, 18)
+        wait_for(lambda: len(this_round) >= target, 30, interval=0.01, what="issuance under way")
+        time.sleep(rng.random() * 0.05)
+        server.kill()
+        stop.set()
+        for t in threads:
+            t.join(timeout=15)
+        handed_out.extend(this_round)
+        server.start()
+        server.unseal(init["keys"])
 
-    server.start()
-    server.unseal(init["keys"])
     client = hvac_client(server.url, token)
 
     def converged():
@@ -112,8 +124,8 @@ def test_sigkill_during_issuance_storm(tmp_path: Path, moto):
         leases = lease_ids(client, "aws/creds/storm")
         return len(users) == len(leases) and (users, leases)
 
-    time.sleep(2.5)  # the pending deadline
-    users, leases = wait_for(converged, 30, interval=0.5, what="IAM users == active leases")
+    time.sleep(2.5)  # the pending deadline of the last round's reservations
+    users, leases = wait_for(converged, 60, interval=0.5, what="IAM users == active leases")
     keys = {
         k["AccessKeyId"]
         for u in users
@@ -124,5 +136,5 @@ def test_sigkill_during_issuance_storm(tmp_path: Path, moto):
     assert len(users) >= len(handed_out)
     # And revoking them all leaves nothing behind.
     client.sys.revoke_prefix("aws/creds/storm")
-    wait_for(lambda: not moto.users("vault-root-storm-"), 60, what="all storm users revoked")
+    wait_for(lambda: not moto.users("vault-root-storm-"), 120, what="all storm users revoked")
     server.stop()
