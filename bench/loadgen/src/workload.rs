@@ -40,6 +40,8 @@ pub enum Kind {
     /// GET <mount>/creds/bench on the test engine (default mount `test`): one lease per
     /// request; `LESSOR_LOADGEN_EXPIRE_AT` makes them all expire at one second.
     LeaseIssue,
+    /// POST sys/leases/renew over up to 1000 test-engine leases issued during setup.
+    LeaseRenew,
     /// POST auth/<mount>/login on AppRole (default mount `approle`, enabled if absent) with
     /// one role id and one unlimited secret id: a token per request.
     ApproleLogin,
@@ -76,6 +78,7 @@ impl Kind {
             }
             Kind::Kv1Read => Arc::new(kv::Kv::prepare(client, setup, Version::V1, Op::Read).await?),
             Kind::LeaseIssue => Arc::new(lease::Issue::new(setup)),
+            Kind::LeaseRenew => Arc::new(lease::Renew::prepare(client, setup).await?),
             Kind::ApproleLogin => Arc::new(approle::Login::prepare(client, setup).await?),
         })
     }

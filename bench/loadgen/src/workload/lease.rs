@@ -1,5 +1,6 @@
-//! Lease workloads on the test engine (`lessor-test-server`, mount type `lessor-test`): each
-//! request issues one dynamic credential, so one lease, through reserve -> create -> activate.
+//! Lease workloads on the test engine (`lessor-test-server`, mount type `lessor-test`):
+//! `Issue` makes one dynamic credential, so one lease, per request (reserve -> create ->
+//! activate); `Renew` renews leases made during setup through `sys/leases/renew`.
 //!
 //! With `LESSOR_LOADGEN_EXPIRE_AT=<unix seconds>` in the environment every request asks for
 //! the TTL that makes its lease expire at that second, so a whole run's leases come due
@@ -9,12 +10,21 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use serde_json::Value;
 
-use super::{Setup, Workload};
-use crate::client::Call;
+use super::{Setup, Workload, fan_out};
+use crate::client::{Call, Client};
+use crate::error::{Error, Result};
 
 const DEFAULT_MOUNT: &str = "test";
 const EXPIRE_AT_ENV: &str = "LESSOR_LOADGEN_EXPIRE_AT";
+/// Renewal spreads over at most this many leases (like token renewal's pool).
+const RENEW_POOL_MAX: u64 = 1000;
+
+fn creds_path(setup: &Setup) -> String {
+    let mount = setup.mount.as_deref().unwrap_or(DEFAULT_MOUNT);
+    format!("{}/creds/bench", mount.trim_matches('/'))
+}
 
 pub struct Issue {
     path: String,
@@ -23,12 +33,11 @@ pub struct Issue {
 
 impl Issue {
     pub fn new(setup: &Setup) -> Self {
-        let mount = setup.mount.as_deref().unwrap_or(DEFAULT_MOUNT);
         let expire_at = std::env::var(EXPIRE_AT_ENV)
             .ok()
             .and_then(|v| v.trim().parse::<i64>().ok());
         Self {
-            path: format!("{}/creds/bench", mount.trim_matches('/')),
+            path: creds_path(setup),
             expire_at,
         }
     }
@@ -55,4 +64,51 @@ impl Workload for Issue {
             }
         }
     }
+}
+
+pub struct Renew {
+    /// One prepared `sys/leases/renew` body per lease.
+    bodies: Vec<Bytes>,
+}
+
+impl Renew {
+    pub async fn prepare(client: &Client, setup: &Setup) -> Result<Self> {
+        let count = setup.keys.clamp(1, RENEW_POOL_MAX);
+        let (client, path) = (client.clone(), creds_path(setup));
+        let bodies = fan_out(count, setup.width, move |_| {
+            let (client, path) = (client.clone(), path.clone());
+            async move {
+                let lease = issue_lease(&client, &path).await?;
+                let body = serde_json::json!({ "lease_id": lease, "increment": "1h" });
+                Ok(Bytes::from(body.to_string()))
+            }
+        })
+        .await?;
+        Ok(Self { bodies })
+    }
+}
+
+impl Workload for Renew {
+    fn call(&self, seq: u64) -> Call {
+        let index = usize::try_from(seq % (self.bodies.len() as u64).max(1)).unwrap_or(0);
+        let body = self.bodies.get(index).cloned().unwrap_or_default();
+        Call::post("sys/leases/renew", body)
+    }
+}
+
+async fn issue_lease(client: &Client, path: &str) -> Result<String> {
+    let step = "issue a test-engine lease to renew";
+    let reply = client.expect_ok(step, &Call::get(path)).await?;
+    let json: Value = serde_json::from_slice(&reply.body).map_err(|e| Error::SetupOther {
+        step: step.into(),
+        reason: format!("response is not JSON: {e}"),
+    })?;
+    json.get("lease_id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::SetupOther {
+            step: step.into(),
+            reason: "response has no lease_id".into(),
+        })
 }
