@@ -16,7 +16,7 @@ use crate::{Error, Result};
 pub(super) const JOB_PREFIX: &str = "jobs/";
 const PAGE: usize = 1000;
 /// Revocations of one job running at once (each still takes its mount's worker permit).
-const JOB_CONCURRENCY: usize = 64;
+const JOB_CONCURRENCY: usize = 256;
 /// Finished jobs stay listed this long (seven days).
 const JOB_RETENTION_SECS: i64 = 7 * 86_400;
 /// Errors kept in a job record for the status endpoint.
@@ -233,33 +233,39 @@ impl Expiration {
             };
             let Some((last, _)) = page.last() else { break };
             let last = last.clone();
-            let results: Vec<(String, Result<()>)> = futures_util::stream::iter(page)
-                .map(|(key, raw)| {
-                    let this = self.clone();
-                    let force = job.force;
-                    async move {
-                        let id = key[ID_PREFIX.len()..].to_string();
-                        let r = match serde_json::from_slice::<LeaseEntry>(&raw) {
-                            Ok(e) => this.revoke_in_job(e, force).await,
-                            Err(err) => {
-                                Err(Error::internal(format!("corrupt lease record: {err}")))
-                            }
-                        };
-                        (id, r)
-                    }
-                })
-                .buffer_unordered(JOB_CONCURRENCY)
-                .collect()
-                .await;
+            let results: Vec<(String, std::result::Result<Option<LeaseEntry>, Error>)> =
+                futures_util::stream::iter(page)
+                    .map(|(key, raw)| {
+                        let this = self.clone();
+                        let force = job.force;
+                        async move {
+                            let id = key[ID_PREFIX.len()..].to_string();
+                            let r = match serde_json::from_slice::<LeaseEntry>(&raw) {
+                                Ok(e) => this.revoke_in_job(e, force).await,
+                                Err(err) => Err(Error::internal(format!("corrupt lease record: {err}"))),
+                            };
+                            (id, r)
+                        }
+                    })
+                    .buffer_unordered(JOB_CONCURRENCY)
+                    .collect()
+                    .await;
+            // Revoked leases leave storage together: one commit per page, not per lease.
+            let mut revoked = Vec::new();
             for (id, r) in results {
                 job.done += 1;
-                if let Err(e) = r {
-                    job.failed += 1;
-                    if job.errors.len() < KEPT_ERRORS {
-                        job.errors.push(format!("{id}: {e}"));
+                match r {
+                    Ok(Some(e)) => revoked.push(e),
+                    Ok(None) => {}
+                    Err(e) => {
+                        job.failed += 1;
+                        if job.errors.len() < KEPT_ERRORS {
+                            job.errors.push(format!("{id}: {e}"));
+                        }
                     }
                 }
             }
+            self.forget_many(&revoked).await?;
             job.total = job.total.max(job.done);
             job.cursor = Some(last);
             self.save_job(&job).await?;
@@ -278,15 +284,16 @@ impl Expiration {
         }
     }
 
-    /// One revocation of a job: through the worker pool; a failure is recorded on the lease
-    /// (retried with backoff) unless forced.
-    async fn revoke_in_job(&self, e: LeaseEntry, force: bool) -> Result<()> {
+    /// One revocation of a job, through the worker pool. Returns the lease to forget (the
+    /// caller forgets a page at once); a failure is recorded on the lease (retried with
+    /// backoff) unless forced, when the lease is forgotten anyway.
+    async fn revoke_in_job(&self, e: LeaseEntry, force: bool) -> Result<Option<LeaseEntry>> {
         let _permit = self.workers.acquire(&e.mount).await;
         match self.revoke_entry(&e).await {
-            Ok(()) => self.forget(&e).await,
+            Ok(()) => Ok(Some(e)),
             Err(err) if force => {
                 tracing::warn!(lease_id = %e.id, error = %err, "forced revocation dropped a lease whose backend revoke failed");
-                self.forget(&e).await
+                Ok(Some(e))
             }
             Err(err) => {
                 let msg = err.to_string();
