@@ -11,8 +11,10 @@ use serde_json::Value;
 use crate::client::{ApiError, Client};
 
 const POLL: Duration = Duration::from_millis(200);
-/// How long to look for the job of a request that was just accepted before giving up.
-const FIND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to look for the job of a request that was just accepted before giving up. lessor
+/// records the job before it answers, so it is listed at once; a server without jobs (a LIST
+/// there is a 404, like an empty one) costs only this wait.
+const FIND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Plain progress lines at most this often, plus one at the end.
 const LINE_EVERY: Duration = Duration::from_secs(1);
 const BAR_WIDTH: usize = 30;
