@@ -310,7 +310,10 @@ impl Storage for Barrier {
         let mut cursor = after.map(str::to_string);
         while out.len() < limit {
             let want = limit - out.len();
-            let page = self.physical.scan_keys(prefix, cursor.as_deref(), want).await?;
+            let page = self
+                .physical
+                .scan_keys(prefix, cursor.as_deref(), want)
+                .await?;
             let done = page.len() < want;
             for key in page {
                 if !is_reserved(&key) {

@@ -314,7 +314,11 @@ impl Core {
                 v
             }
         };
-        let name = if self.config.cluster_name_configured { self.config.cluster_name.clone() } else { name };
+        let name = if self.config.cluster_name_configured {
+            self.config.cluster_name.clone()
+        } else {
+            name
+        };
         Ok((name, id))
     }
 
@@ -469,7 +473,14 @@ impl Core {
                         .record(&mounted.entry.route_path(), &mounted.entry.kind);
                 }
                 let _ = self
-                    .audit_response(&active, &audited, &req, token_entry.as_ref(), None, Some(&e))
+                    .audit_response(
+                        &active,
+                        &audited,
+                        &req,
+                        token_entry.as_ref(),
+                        None,
+                        Some(&e),
+                    )
                     .await;
                 // The engine failed: whatever it reserved may exist in part. Revoke it now.
                 for id in leases.reserved() {
@@ -492,8 +503,15 @@ impl Core {
         if let Some(t) = &token_entry {
             active.tokens.finish_use(t).await?;
         }
-        self.audit_response(&active, &audited, &req, token_entry.as_ref(), resp.as_ref(), None)
-            .await?;
+        self.audit_response(
+            &active,
+            &audited,
+            &req,
+            token_entry.as_ref(),
+            resp.as_ref(),
+            None,
+        )
+        .await?;
         Ok(resp)
     }
 

@@ -209,7 +209,11 @@ impl Expiration {
 
     /// What follows a lease's removal from storage: the event, and out of the schedule.
     fn forgotten(&self, entry: &LeaseEntry) {
-        self.events.emit(LeaseEvent::of(EventKind::Revoked, entry, self.clock.now_unix()));
+        self.events.emit(LeaseEvent::of(
+            EventKind::Revoked,
+            entry,
+            self.clock.now_unix(),
+        ));
         self.schedule.remove(&entry.id);
     }
 
@@ -576,14 +580,18 @@ impl Expiration {
             if entry.kind != "cubbyhole" {
                 continue;
             }
-            let Some(m) = self.router.get(&entry.route_path()) else { continue };
+            let Some(m) = self.router.get(&entry.route_path()) else {
+                continue;
+            };
             let prefix = format!("{token_hash}/");
             loop {
                 let keys = m.storage.scan_keys(&prefix, None, 1000).await?;
                 if keys.is_empty() {
                     break;
                 }
-                m.storage.batch(keys.into_iter().map(WriteOp::Delete).collect()).await?;
+                m.storage
+                    .batch(keys.into_iter().map(WriteOp::Delete).collect())
+                    .await?;
             }
         }
         Ok(())

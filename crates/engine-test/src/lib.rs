@@ -78,11 +78,20 @@ struct ConfigPath(Arc<State>);
 
 #[async_trait]
 impl PathHandler for ConfigPath {
-    async fn handle(&self, ctx: &Ctx<'_>, op: Operation, d: &FieldData) -> Result<Option<Response>> {
+    async fn handle(
+        &self,
+        ctx: &Ctx<'_>,
+        op: Operation,
+        d: &FieldData,
+    ) -> Result<Option<Response>> {
         if op == Operation::Read {
-            let b = serde_json::to_value(self.0.behaviour()).map_err(|e| Error::internal(e.to_string()))?;
+            let b = serde_json::to_value(self.0.behaviour())
+                .map_err(|e| Error::internal(e.to_string()))?;
             let mut data = b.as_object().cloned().unwrap_or_default();
-            data.insert("fail_revoke_left".into(), json!(self.0.stats.fail_left.load(Ordering::SeqCst)));
+            data.insert(
+                "fail_revoke_left".into(),
+                json!(self.0.stats.fail_left.load(Ordering::SeqCst)),
+            );
             return Ok(Some(Response::data(data)));
         }
         let mut b = self.0.behaviour();
@@ -119,13 +128,23 @@ struct CredsPath(Arc<State>);
 
 #[async_trait]
 impl PathHandler for CredsPath {
-    async fn handle(&self, ctx: &Ctx<'_>, _op: Operation, d: &FieldData) -> Result<Option<Response>> {
+    async fn handle(
+        &self,
+        ctx: &Ctx<'_>,
+        _op: Operation,
+        d: &FieldData,
+    ) -> Result<Option<Response>> {
         let b = self.0.behaviour();
         let resource = uuid::Uuid::new_v4().to_string();
         let planned = json!({"resource": resource});
         // Reserve first: from here on a crash leaves a pending lease, never a bare resource.
         let reservation = ctx.reserve(SECRET_TYPE, planned.clone()).await?;
-        ctx.storage.put(&format!("resources/{resource}"), d.string("name").into_bytes()).await?;
+        ctx.storage
+            .put(
+                &format!("resources/{resource}"),
+                d.string("name").into_bytes(),
+            )
+            .await?;
         if b.create_delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(b.create_delay_ms)).await;
         }
@@ -135,7 +154,10 @@ impl PathHandler for CredsPath {
         self.0.stats.issued.fetch_add(1, Ordering::Relaxed);
         let ttl = d.secs("ttl").filter(|t| *t > 0).unwrap_or(b.ttl);
         Ok(Some(Response {
-            data: Some(obj([("resource", json!(resource)), ("name", json!(d.string("name")))])),
+            data: Some(obj([
+                ("resource", json!(resource)),
+                ("name", json!(d.string("name"))),
+            ])),
             secret: Some(SecretSpec {
                 secret_type: SECRET_TYPE.into(),
                 ttl: Duration::from_secs(ttl.max(0) as u64),
@@ -153,7 +175,12 @@ struct ResourcesPath;
 
 #[async_trait]
 impl PathHandler for ResourcesPath {
-    async fn handle(&self, ctx: &Ctx<'_>, _op: Operation, _d: &FieldData) -> Result<Option<Response>> {
+    async fn handle(
+        &self,
+        ctx: &Ctx<'_>,
+        _op: Operation,
+        _d: &FieldData,
+    ) -> Result<Option<Response>> {
         let keys = ctx.storage.list("resources/").await?;
         let mut data = obj([("count", json!(keys.len()))]);
         data.insert("keys".into(), json!(keys));
@@ -165,12 +192,23 @@ struct StatsPath(Arc<State>);
 
 #[async_trait]
 impl PathHandler for StatsPath {
-    async fn handle(&self, _ctx: &Ctx<'_>, _op: Operation, _d: &FieldData) -> Result<Option<Response>> {
+    async fn handle(
+        &self,
+        _ctx: &Ctx<'_>,
+        _op: Operation,
+        _d: &FieldData,
+    ) -> Result<Option<Response>> {
         let s = &self.0.stats;
         Ok(Some(Response::data(obj([
             ("issued", json!(s.issued.load(Ordering::Relaxed))),
-            ("revoke_calls", json!(s.revoke_calls.load(Ordering::Relaxed))),
-            ("revoke_failures", json!(s.revoke_failures.load(Ordering::Relaxed))),
+            (
+                "revoke_calls",
+                json!(s.revoke_calls.load(Ordering::Relaxed)),
+            ),
+            (
+                "revoke_failures",
+                json!(s.revoke_failures.load(Ordering::Relaxed)),
+            ),
             ("renew_calls", json!(s.renew_calls.load(Ordering::Relaxed))),
         ]))))
     }
@@ -185,7 +223,10 @@ impl Backend for Engine {
     async fn initialize(&self, storage: &Arc<dyn lessor_storage::Storage>) -> Result<()> {
         if let Some(raw) = storage.get(CONFIG_KEY).await? {
             if let Ok(b) = serde_json::from_slice::<Behaviour>(&raw) {
-                self.state.stats.fail_left.store(b.fail_revoke, Ordering::SeqCst);
+                self.state
+                    .stats
+                    .fail_left
+                    .store(b.fail_revoke, Ordering::SeqCst);
                 *self.state.behaviour.write() = b;
             }
         }
@@ -212,7 +253,9 @@ impl Backend for Engine {
         let left = s.fail_left.load(Ordering::SeqCst);
         if left < 0 || (left > 0 && s.fail_left.fetch_sub(1, Ordering::SeqCst) > 0) {
             s.revoke_failures.fetch_add(1, Ordering::Relaxed);
-            return Err(Error::internal("test engine: revocation failed as configured"));
+            return Err(Error::internal(
+                "test engine: revocation failed as configured",
+            ));
         }
         let Some(resource) = ctx.internal.get("resource").and_then(Value::as_str) else {
             return Err(Error::internal("test engine: lease without a resource"));
@@ -227,7 +270,10 @@ impl Backend for Engine {
 pub fn factory(_entry: &MountEntry) -> Result<Arc<dyn Backend>> {
     let state = Arc::new(State {
         stats: Stats::default(),
-        behaviour: parking_lot::RwLock::new(Behaviour { renewable: true, ..Default::default() }),
+        behaviour: parking_lot::RwLock::new(Behaviour {
+            renewable: true,
+            ..Default::default()
+        }),
     });
     let ops_rw = &[Operation::Read, Operation::Update];
     let paths = vec![
@@ -243,7 +289,10 @@ pub fn factory(_entry: &MountEntry) -> Result<Arc<dyn Backend>> {
             ])
             .ops(ops_rw),
         Path::new("creds/(?P<name>[^/]+)", Arc::new(CredsPath(state.clone())))
-            .fields(vec![field::str("name", "Role name."), field::dur("ttl", "Requested TTL.")])
+            .fields(vec![
+                field::str("name", "Role name."),
+                field::dur("ttl", "Requested TTL."),
+            ])
             .ops(ops_rw),
         Path::new("resources/?", Arc::new(ResourcesPath)).ops(&[Operation::Read, Operation::List]),
         Path::new("stats", Arc::new(StatsPath(state.clone()))).ops(&[Operation::Read]),

@@ -23,12 +23,18 @@ pub struct Env {
 
 pub fn factories() -> BTreeMap<String, Factory> {
     let mut f = lessor_server::factories();
-    f.insert(lessor_engine_test::TYPE.into(), Arc::new(lessor_engine_test::factory));
+    f.insert(
+        lessor_engine_test::TYPE.into(),
+        Arc::new(lessor_engine_test::factory),
+    );
     f
 }
 
 fn config() -> CoreConfig {
-    CoreConfig { manual_scheduler: true, ..CoreConfig::default() }
+    CoreConfig {
+        manual_scheduler: true,
+        ..CoreConfig::default()
+    }
 }
 
 impl Env {
@@ -37,15 +43,31 @@ impl Env {
         let clock = Arc::new(ManualClock::new(START));
         let core = Core::with_clock(storage.clone(), config(), factories(), clock.clone());
         let (key, root) = core.dev_init(Some("root")).await.unwrap();
-        let env = Env { core, clock, storage, root, key };
-        env.ok(Operation::Update, "sys/mounts/test", json!({"type": "lessor-test"})).await;
+        let env = Env {
+            core,
+            clock,
+            storage,
+            root,
+            key,
+        };
+        env.ok(
+            Operation::Update,
+            "sys/mounts/test",
+            json!({"type": "lessor-test"}),
+        )
+        .await;
         env
     }
 
     /// A second core over the same storage, as after a restart, unsealed.
     pub async fn restart(&self) -> Env {
         self.core.seal_now().await;
-        let core = Core::with_clock(self.storage.clone(), config(), factories(), self.clock.clone());
+        let core = Core::with_clock(
+            self.storage.clone(),
+            config(),
+            factories(),
+            self.clock.clone(),
+        );
         core.unseal(&self.key).await.unwrap();
         Env {
             core,
@@ -63,11 +85,18 @@ impl Env {
         path: &str,
         data: Value,
     ) -> lessor_core::Result<Option<Response>> {
-        let req = Request::new(op, path).with_data(data.as_object().cloned().unwrap_or_default()).with_token(token);
+        let req = Request::new(op, path)
+            .with_data(data.as_object().cloned().unwrap_or_default())
+            .with_token(token);
         self.core.handle(req).await
     }
 
-    pub async fn call(&self, op: Operation, path: &str, data: Value) -> lessor_core::Result<Option<Response>> {
+    pub async fn call(
+        &self,
+        op: Operation,
+        path: &str,
+        data: Value,
+    ) -> lessor_core::Result<Option<Response>> {
         self.call_as(&self.root.clone(), op, path, data).await
     }
 
@@ -89,17 +118,31 @@ impl Env {
 
     /// Issues one credential; returns (lease id, resource id).
     pub async fn issue(&self) -> (String, String) {
-        let r = self.ok(Operation::Read, "test/creds/role", json!({})).await.unwrap();
-        let resource = r.data.as_ref().unwrap()["resource"].as_str().unwrap().to_string();
+        let r = self
+            .ok(Operation::Read, "test/creds/role", json!({}))
+            .await
+            .unwrap();
+        let resource = r.data.as_ref().unwrap()["resource"]
+            .as_str()
+            .unwrap()
+            .to_string();
         (r.lease_id, resource)
     }
 
     pub async fn resources(&self) -> usize {
-        self.data(Operation::Read, "test/resources", json!({})).await["count"].as_u64().unwrap() as usize
+        self.data(Operation::Read, "test/resources", json!({}))
+            .await["count"]
+            .as_u64()
+            .unwrap() as usize
     }
 
     pub async fn lookup(&self, lease: &str) -> lessor_core::Result<Option<Response>> {
-        self.call(Operation::Update, "sys/leases/lookup", json!({"lease_id": lease})).await
+        self.call(
+            Operation::Update,
+            "sys/leases/lookup",
+            json!({"lease_id": lease}),
+        )
+        .await
     }
 
     pub async fn run_due(&self) -> usize {
@@ -107,7 +150,12 @@ impl Env {
     }
 
     pub async fn irrevocable(&self) -> u64 {
-        self.data(Operation::Read, "sys/leases/count", json!({"type": "irrevocable"})).await["lease_count"]
+        self.data(
+            Operation::Read,
+            "sys/leases/count",
+            json!({"type": "irrevocable"}),
+        )
+        .await["lease_count"]
             .as_u64()
             .unwrap()
     }

@@ -14,12 +14,25 @@ async fn issue_is_durable_and_lookup_answers() {
     let (lease, _) = env.issue().await;
     assert!(lease.starts_with("test/creds/role/"), "{lease}");
     assert_eq!(env.resources().await, 1);
-    let data = env.data(Operation::Update, "sys/leases/lookup", json!({"lease_id": lease})).await;
+    let data = env
+        .data(
+            Operation::Update,
+            "sys/leases/lookup",
+            json!({"lease_id": lease}),
+        )
+        .await;
     assert_eq!(data["ttl"], 3600);
     assert_eq!(data["renewable"], true);
     assert_eq!(data["path"], "test/creds/role");
     // The record is in storage (encrypted) before the response left.
-    let ids = env.core.active().unwrap().expiration.ids_under("test/creds/role").await.unwrap();
+    let ids = env
+        .core
+        .active()
+        .unwrap()
+        .expiration
+        .ids_under("test/creds/role")
+        .await
+        .unwrap();
     assert_eq!(ids, vec![lease]);
 }
 
@@ -30,23 +43,40 @@ async fn renew_counts_from_now_and_caps_at_max() {
     let (lease, _) = env.issue().await;
     env.clock.advance(1800);
     let r = env
-        .ok(Operation::Update, "sys/leases/renew", json!({"lease_id": lease, "increment": 3600}))
+        .ok(
+            Operation::Update,
+            "sys/leases/renew",
+            json!({"lease_id": lease, "increment": 3600}),
+        )
         .await
         .unwrap();
     assert_eq!(r.lease_duration, 3600);
     assert!(r.warnings.is_empty());
     env.clock.advance(3000);
     let r = env
-        .ok(Operation::Update, "sys/leases/renew", json!({"lease_id": lease, "increment": 3600}))
+        .ok(
+            Operation::Update,
+            "sys/leases/renew",
+            json!({"lease_id": lease, "increment": 3600}),
+        )
         .await
         .unwrap();
     assert_eq!(r.lease_duration, 2400, "capped at issue + max");
     assert_eq!(
         r.warnings,
-        vec!["TTL of \"1h\" exceeded the effective max_ttl of \"40m\"; TTL value is capped accordingly"]
+        vec![
+            "TTL of \"1h\" exceeded the effective max_ttl of \"40m\"; TTL value is capped accordingly"
+        ]
     );
     env.clock.advance(2401);
-    let e = env.call(Operation::Update, "sys/leases/renew", json!({"lease_id": lease})).await.unwrap_err();
+    let e = env
+        .call(
+            Operation::Update,
+            "sys/leases/renew",
+            json!({"lease_id": lease}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), 400);
 }
 
@@ -61,7 +91,10 @@ async fn expiry_revokes_without_client_action() {
     env.clock.advance(1);
     assert_eq!(env.run_due().await, 1);
     assert_eq!(env.resources().await, 0);
-    assert_eq!(env.lookup(&lease).await.unwrap_err().to_string(), "invalid lease");
+    assert_eq!(
+        env.lookup(&lease).await.unwrap_err().to_string(),
+        "invalid lease"
+    );
 }
 
 #[tokio::test]
@@ -90,7 +123,8 @@ async fn failed_revocation_is_retried_with_backoff_then_succeeds() {
 #[tokio::test]
 async fn always_failing_revocation_becomes_irrevocable_until_forced() {
     let env = Env::new().await;
-    env.configure(json!({"ttl": "10s", "fail_revoke": -1})).await;
+    env.configure(json!({"ttl": "10s", "fail_revoke": -1}))
+        .await;
     let (lease, _) = env.issue().await;
     env.clock.advance(10);
     for _ in 0..6 {
@@ -98,15 +132,44 @@ async fn always_failing_revocation_becomes_irrevocable_until_forced() {
         env.clock.advance(10_000);
     }
     assert_eq!(env.irrevocable().await, 1);
-    let listed = env.data(Operation::Read, "sys/leases", json!({"type": "irrevocable"})).await;
+    let listed = env
+        .data(
+            Operation::Read,
+            "sys/leases",
+            json!({"type": "irrevocable"}),
+        )
+        .await;
     assert_eq!(listed["leases"][0]["lease_id"], json!(lease));
-    assert!(listed["leases"][0]["error"].as_str().unwrap().starts_with("out of retries: "));
-    let looked = env.data(Operation::Update, "sys/leases/lookup", json!({"lease_id": lease})).await;
+    assert!(
+        listed["leases"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("out of retries: ")
+    );
+    let looked = env
+        .data(
+            Operation::Update,
+            "sys/leases/lookup",
+            json!({"lease_id": lease}),
+        )
+        .await;
     assert!(looked["revoke_error"].as_str().is_some());
     // A plain revoke reports the failure; revoke-force drops the record.
-    let e = env.call(Operation::Update, "sys/leases/revoke", json!({"lease_id": lease})).await.unwrap_err();
+    let e = env
+        .call(
+            Operation::Update,
+            "sys/leases/revoke",
+            json!({"lease_id": lease}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), 400);
-    env.ok(Operation::Update, "sys/leases/revoke-force/test/creds", json!({})).await;
+    env.ok(
+        Operation::Update,
+        "sys/leases/revoke-force/test/creds",
+        json!({}),
+    )
+    .await;
     assert_eq!(env.irrevocable().await, 0);
     assert!(env.lookup(&lease).await.is_err());
 }
@@ -115,16 +178,43 @@ async fn always_failing_revocation_becomes_irrevocable_until_forced() {
 async fn revoking_a_token_revokes_its_leases_and_children() {
     let env = Env::new().await;
     env.configure(json!({"ttl": "1h"})).await;
-    let parent = env.ok(Operation::Update, "auth/token/create", json!({"policies": ["root"]})).await.unwrap();
+    let parent = env
+        .ok(
+            Operation::Update,
+            "auth/token/create",
+            json!({"policies": ["root"]}),
+        )
+        .await
+        .unwrap();
     let parent = parent.auth.unwrap().client_token;
-    let child = env.call_as(&parent, Operation::Update, "auth/token/create", json!({})).await.unwrap().unwrap();
+    let child = env
+        .call_as(&parent, Operation::Update, "auth/token/create", json!({}))
+        .await
+        .unwrap()
+        .unwrap();
     let child = child.auth.unwrap().client_token;
-    let r = env.call_as(&child, Operation::Read, "test/creds/role", json!({})).await.unwrap().unwrap();
+    let r = env
+        .call_as(&child, Operation::Read, "test/creds/role", json!({}))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(env.resources().await, 1);
-    env.ok(Operation::Update, "auth/token/revoke", json!({"token": parent})).await;
-    assert_eq!(env.resources().await, 0, "the child's secret went with the parent");
+    env.ok(
+        Operation::Update,
+        "auth/token/revoke",
+        json!({"token": parent}),
+    )
+    .await;
+    assert_eq!(
+        env.resources().await,
+        0,
+        "the child's secret went with the parent"
+    );
     assert!(env.lookup(&r.lease_id).await.is_err());
-    let e = env.call_as(&child, Operation::Read, "auth/token/lookup-self", json!({})).await.unwrap_err();
+    let e = env
+        .call_as(&child, Operation::Read, "auth/token/lookup-self", json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), 403);
 }
 
@@ -132,10 +222,20 @@ async fn revoking_a_token_revokes_its_leases_and_children() {
 async fn failed_issuance_revokes_partial_work_at_once() {
     let env = Env::new().await;
     env.configure(json!({"fail_create": true})).await;
-    let e = env.call(Operation::Read, "test/creds/role", json!({})).await.unwrap_err();
+    let e = env
+        .call(Operation::Read, "test/creds/role", json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), 400);
     assert_eq!(env.resources().await, 0);
-    let ids = env.core.active().unwrap().expiration.ids_under("test/").await.unwrap();
+    let ids = env
+        .core
+        .active()
+        .unwrap()
+        .expiration
+        .ids_under("test/")
+        .await
+        .unwrap();
     assert!(ids.is_empty(), "{ids:?}");
 }
 
@@ -160,13 +260,24 @@ async fn pending_reservation_is_revoked_after_its_deadline() {
     let mount = active.router.get("test/").unwrap();
     let id = active
         .expiration
-        .reserve(&mount, "test/creds/role", "", "dummy", json!({"resource": "gone-with-crash"}))
+        .reserve(
+            &mount,
+            "test/creds/role",
+            "",
+            "dummy",
+            json!({"resource": "gone-with-crash"}),
+        )
         .await
         .unwrap();
-    mount.storage.put("resources/gone-with-crash", b"x".to_vec()).await.unwrap();
+    mount
+        .storage
+        .put("resources/gone-with-crash", b"x".to_vec())
+        .await
+        .unwrap();
     let env = env.restart().await;
     assert_eq!(env.resources().await, 1);
-    env.clock.advance(lessor_core::expiration::PENDING_DEADLINE_SECS - 1);
+    env.clock
+        .advance(lessor_core::expiration::PENDING_DEADLINE_SECS - 1);
     assert_eq!(env.run_due().await, 0);
     env.clock.advance(1);
     assert_eq!(env.run_due().await, 1);
@@ -182,10 +293,26 @@ async fn revoke_prefix_carries_on_past_failures() {
         env.issue().await;
     }
     env.configure(json!({"fail_revoke": 2})).await;
-    let e = env.call(Operation::Update, "sys/leases/revoke-prefix/test/creds", json!({})).await.unwrap_err();
+    let e = env
+        .call(
+            Operation::Update,
+            "sys/leases/revoke-prefix/test/creds",
+            json!({}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), 400);
-    assert_eq!(env.resources().await, 2, "three revoked despite two failures");
-    env.ok(Operation::Update, "sys/leases/revoke-prefix/test/creds", json!({})).await;
+    assert_eq!(
+        env.resources().await,
+        2,
+        "three revoked despite two failures"
+    );
+    env.ok(
+        Operation::Update,
+        "sys/leases/revoke-prefix/test/creds",
+        json!({}),
+    )
+    .await;
     assert_eq!(env.resources().await, 0);
 }
 
@@ -197,15 +324,30 @@ async fn async_revoke_prefix_is_a_job_with_progress() {
         env.issue().await;
     }
     let r = env
-        .ok(Operation::Update, "sys/leases/revoke-prefix/test/creds/role", json!({"sync": false}))
+        .ok(
+            Operation::Update,
+            "sys/leases/revoke-prefix/test/creds/role",
+            json!({"sync": false}),
+        )
         .await
         .unwrap();
     assert_eq!(r.raw.unwrap().status, 202);
-    let jobs = env.data(Operation::List, "sys/leases/jobs/", json!({})).await;
+    let jobs = env
+        .data(Operation::List, "sys/leases/jobs/", json!({}))
+        .await;
     let id = jobs["keys"][0].as_str().unwrap().to_string();
-    let job = env.core.active().unwrap().expiration.wait_job(&id).await.unwrap();
+    let job = env
+        .core
+        .active()
+        .unwrap()
+        .expiration
+        .wait_job(&id)
+        .await
+        .unwrap();
     assert_eq!((job.total, job.done, job.failed), (30, 30, 0));
-    let status = env.data(Operation::Read, &format!("sys/leases/jobs/{id}"), json!({})).await;
+    let status = env
+        .data(Operation::Read, &format!("sys/leases/jobs/{id}"), json!({}))
+        .await;
     assert_eq!(status["state"], "done");
     assert_eq!(env.resources().await, 0);
 }
@@ -232,9 +374,22 @@ async fn an_interrupted_job_resumes_at_unseal() {
         finished: 0,
     };
     let raw = serde_json::to_vec(&job).unwrap();
-    env.core.active().unwrap().storage.put("sys/expire/jobs/interrupted", raw).await.unwrap();
+    env.core
+        .active()
+        .unwrap()
+        .storage
+        .put("sys/expire/jobs/interrupted", raw)
+        .await
+        .unwrap();
     let env = env.restart().await;
-    let done = env.core.active().unwrap().expiration.wait_job("interrupted").await.unwrap();
+    let done = env
+        .core
+        .active()
+        .unwrap()
+        .expiration
+        .wait_job("interrupted")
+        .await
+        .unwrap();
     assert_eq!(done.state, lessor_core::expiration::JobState::Done);
     assert_eq!(env.resources().await, 0);
 }
@@ -247,7 +402,10 @@ async fn a_corrupt_lease_record_is_quarantined_not_fatal() {
     let (good, _) = env.issue().await;
     // Garble the stored ciphertext of one lease body below the barrier.
     let physical = env.storage.clone();
-    let keys = physical.scan_keys("sys/expire/id/", None, 100).await.unwrap();
+    let keys = physical
+        .scan_keys("sys/expire/id/", None, 100)
+        .await
+        .unwrap();
     let key = keys.iter().find(|k| k.ends_with(&bad)).unwrap().clone();
     let mut raw = physical.get(&key).await.unwrap().unwrap();
     let last = raw.len() - 1;
@@ -256,8 +414,13 @@ async fn a_corrupt_lease_record_is_quarantined_not_fatal() {
     let env = env.restart().await;
     env.clock.advance(61);
     assert_eq!(env.run_due().await, 2);
-    assert!(env.lookup(&good).await.is_err(), "the good lease was revoked");
-    let q = env.data(Operation::Read, "sys/leases/quarantine", json!({})).await;
+    assert!(
+        env.lookup(&good).await.is_err(),
+        "the good lease was revoked"
+    );
+    let q = env
+        .data(Operation::Read, "sys/leases/quarantine", json!({}))
+        .await;
     assert_eq!(q["lease_count"], 1);
     assert_eq!(q["leases"][0]["lease_id"], json!(bad));
     // Still serving.
@@ -271,12 +434,28 @@ async fn an_operator_can_drop_a_quarantined_lease() {
     let (bad, _) = env.issue().await;
     let active = env.core.active().unwrap();
     active.expiration.quarantine(&bad, "test").await;
-    let q = env.data(Operation::Read, "sys/leases/quarantine", json!({})).await;
+    let q = env
+        .data(Operation::Read, "sys/leases/quarantine", json!({}))
+        .await;
     assert_eq!(q["lease_count"], 1);
-    env.ok(Operation::Delete, &format!("sys/leases/quarantine/{bad}"), json!({})).await;
-    let q = env.data(Operation::Read, "sys/leases/quarantine", json!({})).await;
+    env.ok(
+        Operation::Delete,
+        &format!("sys/leases/quarantine/{bad}"),
+        json!({}),
+    )
+    .await;
+    let q = env
+        .data(Operation::Read, "sys/leases/quarantine", json!({}))
+        .await;
     assert_eq!(q["lease_count"], 0);
     assert!(env.lookup(&bad).await.is_err());
-    let e = env.call(Operation::Delete, &format!("sys/leases/quarantine/{bad}"), json!({})).await.unwrap_err();
+    let e = env
+        .call(
+            Operation::Delete,
+            &format!("sys/leases/quarantine/{bad}"),
+            json!({}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), 404);
 }

@@ -72,7 +72,9 @@ async fn build_request(
             })?;
         // Answering unwrapped would hand the secret to whoever holds the response, which is
         // what the client asked wrapping to prevent: refuse until wrapping exists.
-        return Err(Error::bad("response wrapping is not supported by this server"));
+        return Err(Error::bad(
+            "response wrapping is not supported by this server",
+        ));
     }
     let mut head = false;
     let (mut operation, mut data) = match parts.method.as_str() {

@@ -39,9 +39,18 @@ pub fn factories() -> BTreeMap<String, Factory> {
         "approle".into(),
         Arc::new(|entry| lessor_auth_approle::factory(entry)),
     );
-    f.insert("aws".into(), Arc::new(|entry| lessor_engine_aws::factory(entry)));
-    f.insert("jwt".into(), Arc::new(|entry| lessor_auth_jwt::factory(entry)));
-    f.insert("oidc".into(), Arc::new(|entry| lessor_auth_jwt::factory(entry)));
+    f.insert(
+        "jwt".into(),
+        Arc::new(|entry| lessor_auth_jwt::factory(entry)),
+    );
+    f.insert(
+        "oidc".into(),
+        Arc::new(|entry| lessor_auth_jwt::factory(entry)),
+    );
+    f.insert(
+        "aws".into(),
+        Arc::new(|entry| lessor_engine_aws::factory(entry)),
+    );
     f.insert(
         "kubernetes".into(),
         Arc::new(|entry| lessor_auth_kubernetes::factory(entry)),

@@ -55,7 +55,9 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
             "dev-listen-address" => f.dev_listen_address = Some(value(name)?),
             "config" => f.config.push(PathBuf::from(value(name)?)),
             "log-level" => f.log_level = Some(value(name)?),
-            "dev-no-store-token" => f.dev_no_store_token = inline.map(|v| v != "false").unwrap_or(true),
+            "dev-no-store-token" => {
+                f.dev_no_store_token = inline.map(|v| v != "false").unwrap_or(true)
+            }
             "dev-tls" => {}
             "h" | "help" => return Err(USAGE.to_string()),
             other => {
@@ -326,7 +328,9 @@ async fn reopen_audit_on_sighup(core: Arc<Core>) {
 /// Dev mode logs the CLI in, as the vault dev server does: the root token goes to
 /// `~/.vault-token` (mode 0600), unless `-dev-no-store-token`.
 fn store_dev_token(root: &str) {
-    let Some(home) = std::env::var_os("HOME") else { return };
+    let Some(home) = std::env::var_os("HOME") else {
+        return;
+    };
     let path = std::path::Path::new(&home).join(".vault-token");
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -335,7 +339,9 @@ fn store_dev_token(root: &str) {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let written = opts.open(&path).and_then(|mut f| std::io::Write::write_all(&mut f, root.as_bytes()));
+    let written = opts
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, root.as_bytes()));
     if let Err(e) = written {
         tracing::warn!(path = %path.display(), error = %e, "cannot store the dev root token");
     }

@@ -18,11 +18,19 @@ async fn start() -> Server {
     let storage = Arc::new(lessor_storage::inmem::InMem::new());
     let core = Core::new(storage, CoreConfig::default(), lessor_server::factories());
     core.dev_init(Some("root")).await.unwrap();
-    let app = router(AppState { core, max_request_size: lessor_server::config::DEFAULT_MAX_REQUEST_SIZE });
+    let app = router(AppState {
+        core,
+        max_request_size: lessor_server::config::DEFAULT_MAX_REQUEST_SIZE,
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     Server { addr, _task: task }
 }
@@ -38,11 +46,20 @@ fn client(s: &Server, token: &str) -> VaultClient {
     .unwrap()
 }
 
-async fn raw(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, String, Value) {
+async fn raw(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = format!("{method} /v1/{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} /v1/{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if let Some(t) = token {
         req.push_str(&format!("X-Vault-Token: {t}\r\n"));
     }
@@ -55,7 +72,11 @@ async fn raw(s: &Server, method: &str, path: &str, token: Option<&str>, body: Op
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     let content_type = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     // Bodies may be chunked; take the JSON object between the first '{' and the last '}'.
     let json = match (body.find('{'), body.rfind('}')) {
@@ -78,26 +99,40 @@ async fn vaultrs_sys_kv_tokens_and_policies() {
     // KV v2 at secret/ in dev mode.
     let mut data = std::collections::HashMap::new();
     data.insert("user", "alice");
-    vaultrs::kv2::set(&root, "secret", "app", &data).await.unwrap();
-    let read: std::collections::HashMap<String, String> = vaultrs::kv2::read(&root, "secret", "app").await.unwrap();
+    vaultrs::kv2::set(&root, "secret", "app", &data)
+        .await
+        .unwrap();
+    let read: std::collections::HashMap<String, String> =
+        vaultrs::kv2::read(&root, "secret", "app").await.unwrap();
     assert_eq!(read["user"], "alice");
-    let meta = vaultrs::kv2::read_metadata(&root, "secret", "app").await.unwrap();
+    let meta = vaultrs::kv2::read_metadata(&root, "secret", "app")
+        .await
+        .unwrap();
     assert_eq!(meta.current_version, 1);
     let keys = vaultrs::kv2::list(&root, "secret", "").await.unwrap();
     assert_eq!(keys, vec!["app"]);
 
     // A policy and a token holding it: reads its path, 403 elsewhere.
-    vaultrs::sys::policy::set(&root, "app-read", r#"path "secret/data/app" { capabilities = ["read"] }"#)
-        .await
-        .unwrap();
+    vaultrs::sys::policy::set(
+        &root,
+        "app-read",
+        r#"path "secret/data/app" { capabilities = ["read"] }"#,
+    )
+    .await
+    .unwrap();
     let created = vaultrs::token::new(
         &root,
-        Some(&mut vaultrs::api::token::requests::CreateTokenRequestBuilder::default().policies(vec!["app-read".into()]).ttl("1h")),
+        Some(
+            &mut vaultrs::api::token::requests::CreateTokenRequestBuilder::default()
+                .policies(vec!["app-read".into()])
+                .ttl("1h"),
+        ),
     )
     .await
     .unwrap();
     let limited = client(&s, &created.client_token);
-    let read: std::collections::HashMap<String, String> = vaultrs::kv2::read(&limited, "secret", "app").await.unwrap();
+    let read: std::collections::HashMap<String, String> =
+        vaultrs::kv2::read(&limited, "secret", "app").await.unwrap();
     assert_eq!(read["user"], "alice");
     let denied = vaultrs::kv2::set(&limited, "secret", "other", &data).await;
     assert!(denied.is_err());
@@ -105,11 +140,15 @@ async fn vaultrs_sys_kv_tokens_and_policies() {
     assert_eq!(me.policies, vec!["app-read", "default"]);
     assert!(me.ttl > 3500 && me.ttl <= 3600);
 
-    vaultrs::token::revoke(&root, &created.client_token).await.unwrap();
+    vaultrs::token::revoke(&root, &created.client_token)
+        .await
+        .unwrap();
     assert!(vaultrs::token::lookup_self(&limited).await.is_err());
 
     // Mounts: enable KV v1, list, disable.
-    vaultrs::sys::mount::enable(&root, "kv1", "kv", None).await.unwrap();
+    vaultrs::sys::mount::enable(&root, "kv1", "kv", None)
+        .await
+        .unwrap();
     let mounts = vaultrs::sys::mount::list(&root).await.unwrap();
     assert!(mounts.contains_key("kv1/"));
     vaultrs::sys::mount::disable(&root, "kv1").await.unwrap();
@@ -121,12 +160,29 @@ async fn raw_http_envelope_and_errors() {
     // Full envelope on a read.
     let (status, ct, body) = raw(&s, "GET", "sys/mounts", Some("root"), None).await;
     assert_eq!((status, ct.as_str()), (200, "application/json"));
-    for key in ["request_id", "lease_id", "renewable", "lease_duration", "data", "wrap_info", "warnings", "auth", "mount_type"] {
+    for key in [
+        "request_id",
+        "lease_id",
+        "renewable",
+        "lease_duration",
+        "data",
+        "wrap_info",
+        "warnings",
+        "auth",
+        "mount_type",
+    ] {
         assert!(body.get(key).is_some(), "missing {key}");
     }
     assert!(body["secret/"].is_object(), "legacy top-level copy");
     // 204 for empty success.
-    let (status, _, _) = raw(&s, "POST", "sys/policies/acl/x", Some("root"), Some(json!({"policy": "path \"a\" { capabilities = [\"read\"] }"}))).await;
+    let (status, _, _) = raw(
+        &s,
+        "POST",
+        "sys/policies/acl/x",
+        Some("root"),
+        Some(json!({"policy": "path \"a\" { capabilities = [\"read\"] }"})),
+    )
+    .await;
     assert_eq!(status, 204);
     // 404 {"errors":[]} for a missing read and an empty list.
     let (status, _, body) = raw(&s, "GET", "secret/data/nope", Some("root"), None).await;
@@ -144,7 +200,14 @@ async fn raw_http_envelope_and_errors() {
     assert_eq!(status, 404);
     let (status, _, body) = raw(&s, "POST", "auth/token/create", Some("root"), None).await;
     assert_eq!(status, 200, "{body}");
-    let (status, _, body) = raw(&s, "POST", "auth/token/create", Some("root"), Some(json!({"ttl": "abc"}))).await;
+    let (status, _, body) = raw(
+        &s,
+        "POST",
+        "auth/token/create",
+        Some("root"),
+        Some(json!({"ttl": "abc"})),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     let (status, _, _) = raw(&s, "PATCH", "secret/data/x", Some("root"), Some(json!({}))).await;
     assert_eq!(status, 415);

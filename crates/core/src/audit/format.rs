@@ -414,8 +414,8 @@ fn jsonx_value(out: &mut String, name: Option<&str>, v: &Value, root: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
     use crate::logical::Operation;
+    use serde_json::json;
 
     #[test]
     fn hashes_tokens_and_data_but_not_paths_or_lease_ids() {
@@ -506,8 +506,8 @@ mod tests {
 #[cfg(test)]
 mod timing {
     use super::*;
-    use serde_json::json;
     use crate::logical::Operation;
+    use serde_json::json;
 
     /// `cargo test --release -p lessor-core --lib audit::format::timing -- --ignored --nocapture`
     #[test]

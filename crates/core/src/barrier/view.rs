@@ -68,9 +68,17 @@ impl Storage for View {
         self.inner.list(&self.full(prefix)?).await
     }
 
-    async fn scan_keys(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+    async fn scan_keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
         let after = after.map(|a| format!("{}{}", self.prefix, a));
-        let keys = self.inner.scan_keys(&self.full(prefix)?, after.as_deref(), limit).await?;
+        let keys = self
+            .inner
+            .scan_keys(&self.full(prefix)?, after.as_deref(), limit)
+            .await?;
         keys.into_iter().map(|k| self.strip(k)).collect()
     }
 

@@ -58,6 +58,9 @@ pub struct IndexEntry {
 
 impl IndexEntry {
     pub fn of(l: &LeaseEntry) -> Self {
-        IndexEntry { e: l.expire_time, s: l.state }
+        IndexEntry {
+            e: l.expire_time,
+            s: l.state,
+        }
     }
 }

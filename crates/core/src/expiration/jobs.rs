@@ -242,7 +242,9 @@ impl Expiration {
                             let id = key[ID_PREFIX.len()..].to_string();
                             let r = match serde_json::from_slice::<LeaseEntry>(&raw) {
                                 Ok(e) => this.revoke_in_job(e, force).await,
-                                Err(err) => Err(Error::internal(format!("corrupt lease record: {err}"))),
+                                Err(err) => {
+                                    Err(Error::internal(format!("corrupt lease record: {err}")))
+                                }
                             };
                             (id, r)
                         }

@@ -116,7 +116,12 @@ impl Expiration {
     /// Drops a quarantined lease (its record, index entry and marker): for an operator who
     /// has dealt with the credential by hand. Returns false if it was not quarantined.
     pub async fn forget_quarantined(&self, id: &str) -> Result<bool> {
-        if self.storage.get(&format!("{QUARANTINE_PREFIX}{id}")).await?.is_none() {
+        if self
+            .storage
+            .get(&format!("{QUARANTINE_PREFIX}{id}"))
+            .await?
+            .is_none()
+        {
             return Ok(false);
         }
         let ops = vec![

@@ -42,7 +42,10 @@ impl Workers {
     pub async fn acquire(&self, mount: &str) -> Option<Permit> {
         let m = self.mount_semaphore(mount).acquire_owned().await.ok()?;
         let g = self.global.clone().acquire_owned().await.ok()?;
-        Some(Permit { _mount: m, _global: g })
+        Some(Permit {
+            _mount: m,
+            _global: g,
+        })
     }
 
     /// Revocations running right now.

@@ -8,5 +8,8 @@ fn main() {
         Some("server") => args[1..].to_vec(),
         _ => args,
     };
-    std::process::exit(lessor_server::serve_with(args, lessor_engine_test::factories()));
+    std::process::exit(lessor_server::serve_with(
+        args,
+        lessor_engine_test::factories(),
+    ));
 }
