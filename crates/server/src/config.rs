@@ -207,7 +207,7 @@ impl Config {
         let value: Value = if text.trim_start().starts_with('{') {
             serde_json::from_str(text).map_err(|e| format!("error parsing JSON config: {e}"))?
         } else {
-            hcl::from_str(text).map_err(|e| format!("error parsing HCL config: {e}"))?
+            parse_hcl(text)?
         };
         let root = value.as_object().ok_or("config must be an object")?;
         let mut cfg = Config::default();
@@ -304,6 +304,39 @@ impl Config {
     }
 }
 
+/// Parses HCL. Vault's parser is HCL1, which also takes several attributes on one line
+/// (`listener "tcp" { address = "..." tls_disable = true }`, common in existing configs);
+/// HCL2 needs a newline between them. When strict parsing fails, one retry splits such lines.
+fn parse_hcl(text: &str) -> Result<Value, String> {
+    match hcl::from_str::<Value>(text) {
+        Ok(v) => Ok(v),
+        Err(first) => hcl::from_str(&split_inline_attributes(text))
+            .map_err(|_| format!("error parsing HCL config: {first}")),
+    }
+}
+
+/// Rewrites one-line blocks with several attributes into HCL2's multi-line form: a newline
+/// after `{`, before `}`, and before each `name =` that follows a value on the same line.
+/// Only used after strict parsing failed.
+fn split_inline_attributes(text: &str) -> String {
+    static RES: std::sync::OnceLock<Option<[regex::Regex; 3]>> = std::sync::OnceLock::new();
+    let res = RES.get_or_init(|| {
+        Some([
+            regex::Regex::new(r#"("[^"\n]*"|\b[0-9]+|\btrue|\bfalse|\])[ \t]+([A-Za-z_][A-Za-z0-9_-]*[ \t]*=[^=])"#).ok()?,
+            regex::Regex::new(r#"\{[ \t]*([A-Za-z_][A-Za-z0-9_-]*[ \t]*=)"#).ok()?,
+            regex::Regex::new(r#"("|\b[0-9]+|\btrue|\bfalse|\])[ \t]*\}"#).ok()?,
+        ])
+    });
+    match res {
+        Some([attrs, open, close]) => {
+            let t = attrs.replace_all(text, "$1\n$2");
+            let t = open.replace_all(&t, "{\n$1");
+            close.replace_all(&t, "$1\n}").into_owned()
+        }
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +408,21 @@ mod tests {
             c.telemetry.metrics_address.as_deref(),
             Some("127.0.0.1:9102")
         );
+    }
+
+    #[test]
+    fn hcl1_one_line_blocks() {
+        let c = Config::parse(
+            r#"storage "file" { path = "/tmp/x" }
+listener "tcp" { address = "127.0.0.1:8300" tls_disable = true max_request_size = 1024 }"#,
+        )
+        .unwrap();
+        assert_eq!(c.listeners[0].address, "127.0.0.1:8300");
+        assert!(c.listeners[0].tls_disable);
+        assert_eq!(c.listeners[0].max_request_size, 1024);
+        // A string holding `x = y` is left alone.
+        let c = Config::parse(r#"storage "file" { path = "/tmp/a b = c" }"#).unwrap();
+        assert_eq!(c.storage.unwrap().options["path"], "/tmp/a b = c");
     }
 
     #[test]
