@@ -123,6 +123,15 @@ impl MountEntry {
         format!("{}{}", self.table.route_prefix(), self.path)
     }
 
+    /// True when `path` falls under this mount (or names it without the trailing `/`).
+    /// Compared in place: the router asks this of every mount on every request.
+    pub fn routes(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix(self.table.route_prefix()) else {
+            return false;
+        };
+        rest.starts_with(&self.path) || self.path.strip_suffix('/') == Some(rest)
+    }
+
     /// Where the mount's data lives below the barrier.
     pub fn data_prefix(&self) -> String {
         format!("{}{}/", self.table.data_prefix(), self.uuid)
@@ -263,13 +272,7 @@ impl Router {
     /// The longest mount whose route path prefixes `path` (or equals `path` + `/`).
     pub fn matching(&self, path: &str) -> Option<Mounted> {
         let routes = self.routes.read();
-        routes
-            .iter()
-            .find(|r| {
-                let rp = r.entry.route_path();
-                path.starts_with(&rp) || format!("{path}/") == rp
-            })
-            .cloned()
+        routes.iter().find(|r| r.entry.routes(path)).cloned()
     }
 
     pub fn get(&self, route_path: &str) -> Option<Mounted> {
@@ -328,6 +331,18 @@ pub async fn save_table(storage: &dyn Storage, table: Table, entries: &[MountEnt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_by_prefix_without_allocating() {
+        let kv = MountEntry::new(Table::Mounts, "secret", "kv");
+        assert!(kv.routes("secret/data/x"));
+        assert!(kv.routes("secret"));
+        assert!(!kv.routes("secretive/x"));
+        let auth = MountEntry::new(Table::Auth, "approle", "approle");
+        assert!(auth.routes("auth/approle/login"));
+        assert!(auth.routes("auth/approle"));
+        assert!(!auth.routes("approle/login"));
+    }
 
     #[test]
     fn normalizes_paths() {
