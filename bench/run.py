@@ -456,6 +456,9 @@ class Options:
     requests: int | None
     reuse: bool
     repeat: int = 1
+    # Open loop: requests offered per second (`lessor-loadgen --rate`), `concurrency` then
+    # being the most in flight; None keeps the closed loop.
+    rate: float | None = None
 
 
 def run_workload(server: Server, workload: str, opts: Options) -> dict:
@@ -474,6 +477,8 @@ def run_workload(server: Server, workload: str, opts: Options) -> dict:
     ]
     if opts.requests is not None:
         argv += ["--requests", str(opts.requests)]
+    if opts.rate is not None:
+        argv += ["--rate", str(opts.rate)]
     # The token goes through the environment, not the command line that `ps` shows.
     env = dict(os.environ, VAULT_TOKEN=server.token)
     load_before = os.getloadavg()[0]

@@ -335,8 +335,16 @@ def test_static_role_rotation(client, fast_mount, moto):
         15,
         what="a scheduled rotation",
     )
-    keys = [k["AccessKeyId"] for k in moto.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
-    assert keys == [c2["access_key"]]
+    # The new key is persisted (and readable) before the old one is deleted, so a crash can never
+    # lose track of a key; a read can land in that short window, or in the next rotation's.
+    # What must hold is that it settles on exactly the key being handed out, and c1 is gone.
+    def settled():
+        keys = [k["AccessKeyId"] for k in moto.iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
+        current = read(client, f"{mount}/static-creds/svc")["data"]["access_key"]
+        return keys == [current] and keys
+
+    keys = wait_for(settled, 10, what="only the handed-out key left after rotation")
+    assert c1["access_key"] not in keys and c2["access_key"] != c1["access_key"]
     assert refused_code(moto.url, c1["access_key"], c1["secret_key"]) == "InvalidClientTokenId"
     assert client.adapter.request("LIST", f"/v1/{mount}/static-roles")["data"]["keys"] == ["svc"]
     client.adapter.delete(f"/v1/{mount}/static-roles/svc")

@@ -1,11 +1,15 @@
 //! Load generator for any Vault-compatible address.
 //!
-//! Runs one workload in a closed loop and prints one JSON object: request counts, errors by
-//! status, throughput and latency percentiles. `bench/run.py` drives it against several servers.
+//! Runs one workload in a closed loop (`runner.rs`), or at a fixed rate with `--rate` (open loop,
+//! `open_loop.rs`), and prints one JSON object: request counts, errors by status, throughput and
+//! latency percentiles. `bench/run.py` drives it against several servers.
 
 mod client;
 mod duration;
 mod error;
+#[cfg(test)]
+mod fake_server;
+mod open_loop;
 mod report;
 mod runner;
 mod workload;
@@ -32,9 +36,15 @@ struct Args {
     token: String,
     #[arg(long, value_enum)]
     workload: Kind,
-    /// Requests in flight at once (one keep-alive connection each).
+    /// Requests in flight at once (one keep-alive connection each); with --rate, the most in
+    /// flight.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Open loop: offer this many requests per second on a fixed schedule, answered or not, and
+    /// measure latency from when each was due. Without it, each of the --concurrency workers
+    /// sends its next request when the last is answered.
+    #[arg(long, value_parser = open_loop::parse_rate)]
+    rate: Option<f64>,
     /// Measured time, after the warm-up.
     #[arg(long, default_value = "10s", value_parser = duration::parse)]
     duration: Duration,
@@ -109,11 +119,15 @@ async fn run(args: &Args) -> Result<Report> {
         max_requests: args.requests,
         timeout: args.timeout,
     };
-    let outcome = runner::run(client, workload, &plan).await?;
+    let outcome = match args.rate {
+        Some(rate) => open_loop::run(client, workload, &plan, rate).await?,
+        None => runner::run(client, workload, &plan).await?,
+    };
     let context = Context {
         workload: args.workload.name(),
         addr: args.addr.clone(),
         concurrency: args.concurrency,
+        rate: args.rate,
         warmup_seconds: args.warmup.as_secs_f64(),
     };
     Ok(Report::new(context, outcome))

@@ -12,6 +12,10 @@ pub struct Report {
     pub workload: String,
     pub addr: String,
     pub concurrency: usize,
+    /// `closed` (each worker sends when its last request is answered) or `open` (`--rate`).
+    pub mode: &'static str,
+    /// Requests per second offered in the open loop; null in the closed loop.
+    pub target_rate: Option<f64>,
     pub warmup_seconds: f64,
     /// Measured requests, successful or not.
     pub requests: u64,
@@ -49,6 +53,8 @@ pub struct Context {
     pub workload: String,
     pub addr: String,
     pub concurrency: usize,
+    /// The open loop's rate, or none for the closed loop.
+    pub rate: Option<f64>,
     pub warmup_seconds: f64,
 }
 
@@ -64,6 +70,12 @@ impl Report {
             workload: context.workload,
             addr: context.addr,
             concurrency: context.concurrency,
+            mode: if context.rate.is_some() {
+                "open"
+            } else {
+                "closed"
+            },
+            target_rate: context.rate,
             warmup_seconds: context.warmup_seconds,
             requests: outcome.ok + failed,
             ok: outcome.ok,

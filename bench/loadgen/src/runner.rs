@@ -2,10 +2,13 @@
 //! one is answered, first through an unrecorded warm-up, then for the measured duration (or
 //! until the request budget is spent).
 //!
-//! Each worker keeps its own histogram and counters and they are merged at the end, so the timed
-//! loop shares nothing but two atomic counters.
+//! Also the pieces both loops share (see `open_loop.rs`): the clock ([`Shared`]), sending with a
+//! time limit, recording an answer into an [`Outcome`], and running workers to the end
+//! ([`drive`]). Each worker keeps its own histogram and counters and they are merged at the end,
+//! so the timed loop shares nothing but atomic counters.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,7 +16,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
-use crate::client::Client;
+use crate::client::{Call, Client, Reply};
 use crate::error::{Error, Result, Snippet};
 use crate::workload::Workload;
 
@@ -49,7 +52,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn empty() -> Result<Self> {
+    pub fn empty() -> Result<Self> {
         Ok(Self {
             ok: 0,
             errors: BTreeMap::new(),
@@ -82,36 +85,84 @@ fn new_histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(|e| Error::Histogram(e.to_string()))
 }
 
-/// Shared between workers: the clock boundaries and the two counters.
-struct Shared {
-    client: Client,
-    workload: Arc<dyn Workload>,
-    measure_from: Instant,
-    deadline: Instant,
-    max_requests: Option<u64>,
-    timeout: Duration,
-    /// Every call made, warm-up included: the workload's sequence number.
-    seq: AtomicU64,
-    /// Measured calls started, checked against `max_requests`.
-    tickets: AtomicU64,
+/// What became of one request.
+pub enum Answer {
+    Reply(Reply),
+    /// No HTTP answer: the connection failed.
+    Failed(Error),
+    /// No answer by the request's time limit.
+    TimedOut,
 }
 
-pub async fn run(client: Client, workload: Arc<dyn Workload>, plan: &Plan) -> Result<Outcome> {
-    let start = Instant::now();
-    let measure_from = start + plan.warmup;
-    let shared = Arc::new(Shared {
-        client,
-        workload,
-        measure_from,
-        deadline: measure_from + plan.duration,
-        max_requests: plan.max_requests,
-        timeout: plan.timeout,
-        seq: AtomicU64::new(0),
-        tickets: AtomicU64::new(0),
-    });
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..plan.concurrency.max(1) {
-        workers.spawn(worker(shared.clone()));
+/// Shared between workers of either loop: the clock boundaries, the per-request limit and the
+/// call counter.
+pub struct Shared {
+    pub client: Client,
+    pub workload: Arc<dyn Workload>,
+    pub measure_from: Instant,
+    pub deadline: Instant,
+    pub timeout: Duration,
+    /// Every call made, warm-up included: the workload's sequence number (in the open loop also
+    /// the call's place in the schedule).
+    pub seq: AtomicU64,
+}
+
+impl Shared {
+    /// Starts the clock: the warm-up begins now.
+    pub fn start(client: Client, workload: Arc<dyn Workload>, plan: &Plan) -> Arc<Self> {
+        let measure_from = Instant::now() + plan.warmup;
+        Arc::new(Self {
+            client,
+            workload,
+            measure_from,
+            deadline: measure_from + plan.duration,
+            timeout: plan.timeout,
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Sends `call`, giving up at `give_up` (a call already past it is not sent at all).
+    pub async fn attempt(&self, call: &Call, give_up: Instant) -> Answer {
+        if Instant::now() >= give_up {
+            return Answer::TimedOut;
+        }
+        match tokio::time::timeout_at(give_up, self.client.send(call)).await {
+            Ok(Ok(reply)) => Answer::Reply(reply),
+            Ok(Err(e)) => Answer::Failed(e),
+            Err(_) => Answer::TimedOut,
+        }
+    }
+
+    /// Records one measured answer, `latency` after the request's start.
+    pub fn record(&self, outcome: &mut Outcome, answer: Answer, latency: Duration) {
+        match answer {
+            Answer::Reply(reply) if reply.status.is_success() => {
+                outcome.ok += 1;
+                let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                outcome.histogram.saturating_record(micros.max(1));
+            }
+            Answer::Reply(reply) => outcome.count_error(reply.status.as_u16().to_string(), || {
+                Snippet::of(&reply.body).0
+            }),
+            Answer::Failed(e) => outcome.count_error("transport".into(), || e.to_string()),
+            Answer::TimedOut => outcome.count_error("timeout".into(), || {
+                format!("no answer within {:?}", self.timeout)
+            }),
+        }
+    }
+}
+
+/// Runs `workers` copies of the future `worker` makes until they all stop, marks the measured
+/// span on stderr, and merges what they measured. Both loops end here.
+pub async fn drive<F, Fut>(shared: &Shared, workers: usize, worker: F) -> Result<Outcome>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Outcome>> + Send + 'static,
+{
+    let measure_from = shared.measure_from;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..workers.max(1) {
+        set.spawn(worker());
     }
     // Markers on stderr let a driver sample the server (CPU time, memory) over exactly the
     // measured span, leaving out setup and warm-up.
@@ -120,7 +171,7 @@ pub async fn run(client: Client, workload: Arc<dyn Workload>, plan: &Plan) -> Re
         eprintln!("{MEASURE_START}");
     });
     let mut total = Outcome::empty()?;
-    while let Some(joined) = workers.join_next().await {
+    while let Some(joined) = set.join_next().await {
         let outcome = joined.map_err(|e| Error::SetupOther {
             step: "worker".into(),
             reason: e.to_string(),
@@ -142,7 +193,25 @@ pub async fn run(client: Client, workload: Arc<dyn Workload>, plan: &Plan) -> Re
     Ok(total)
 }
 
-async fn worker(shared: Arc<Shared>) -> Result<Outcome> {
+/// The closed loop's request budget: measured calls started, checked against `max`.
+struct Budget {
+    max: Option<u64>,
+    taken: AtomicU64,
+}
+
+pub async fn run(client: Client, workload: Arc<dyn Workload>, plan: &Plan) -> Result<Outcome> {
+    let shared = Shared::start(client, workload, plan);
+    let budget = Arc::new(Budget {
+        max: plan.max_requests,
+        taken: AtomicU64::new(0),
+    });
+    drive(&shared, plan.concurrency, || {
+        worker(shared.clone(), budget.clone())
+    })
+    .await
+}
+
+async fn worker(shared: Arc<Shared>, budget: Arc<Budget>) -> Result<Outcome> {
     let mut outcome = Outcome::empty()?;
     loop {
         let now = Instant::now();
@@ -151,8 +220,8 @@ async fn worker(shared: Arc<Shared>) -> Result<Outcome> {
             if now >= shared.deadline {
                 break;
             }
-            if let Some(max) = shared.max_requests
-                && shared.tickets.fetch_add(1, Ordering::Relaxed) >= max
+            if let Some(max) = budget.max
+                && budget.taken.fetch_add(1, Ordering::Relaxed) >= max
             {
                 break;
             }
@@ -161,28 +230,14 @@ async fn worker(shared: Arc<Shared>) -> Result<Outcome> {
             .workload
             .call(shared.seq.fetch_add(1, Ordering::Relaxed));
         let sent = Instant::now();
-        let result = tokio::time::timeout(shared.timeout, shared.client.send(&call)).await;
+        let answer = shared.attempt(&call, sent + shared.timeout).await;
         let latency = sent.elapsed();
-        if matches!(result, Ok(Err(_))) {
+        if matches!(answer, Answer::Failed(_)) {
             // The server is gone or refusing connections: keep counting, but do not spin.
             tokio::time::sleep(TRANSPORT_BACKOFF).await;
         }
-        if !measured {
-            continue;
-        }
-        match result {
-            Ok(Ok(reply)) if reply.status.is_success() => {
-                outcome.ok += 1;
-                let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-                outcome.histogram.saturating_record(micros.max(1));
-            }
-            Ok(Ok(reply)) => outcome.count_error(reply.status.as_u16().to_string(), || {
-                Snippet::of(&reply.body).0
-            }),
-            Ok(Err(e)) => outcome.count_error("transport".into(), || e.to_string()),
-            Err(_) => outcome.count_error("timeout".into(), || {
-                format!("no answer within {:?}", shared.timeout)
-            }),
+        if measured {
+            shared.record(&mut outcome, answer, latency);
         }
     }
     Ok(outcome)
@@ -191,58 +246,8 @@ async fn worker(shared: Arc<Shared>) -> Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::Call;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-
-    /// Sends `n/<seq>`; the fake server fails every tenth.
-    struct Numbered;
-
-    impl Workload for Numbered {
-        fn call(&self, seq: u64) -> Call {
-            Call::get(format!("n/{seq}"))
-        }
-    }
-
-    fn status_for(path: &str) -> u16 {
-        match path.rsplit('/').next().and_then(|n| n.parse::<u64>().ok()) {
-            Some(n) if n % 10 == 0 => 500,
-            _ => 200,
-        }
-    }
-
-    /// Just enough HTTP/1.1 for the client: keep-alive, requests without bodies.
-    async fn serve(mut socket: TcpStream) {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                buf.drain(..end + 4);
-                let path = head.split_whitespace().nth(1).unwrap_or("");
-                let status = status_for(path);
-                let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\n{{}}");
-                if socket.write_all(reply.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-            match socket.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    async fn fake_server() -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket));
-            }
-        });
-        format!("http://{addr}")
-    }
+    use crate::fake_server::{self, Numbered};
+    use tokio::net::TcpListener;
 
     fn plan(duration: Duration, warmup: Duration, max_requests: Option<u64>) -> Plan {
         Plan {
@@ -256,7 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn request_budget_is_exact_and_errors_are_counted_by_status() {
-        let client = Client::new(&fake_server().await, "t", 4).unwrap();
+        let client = Client::new(&fake_server::start().await, "t", 4).unwrap();
         let plan = plan(Duration::from_secs(30), Duration::ZERO, Some(100));
         let outcome = run(client, Arc::new(Numbered), &plan).await.unwrap();
         assert_eq!(outcome.ok, 90);
@@ -267,7 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn warmup_is_not_measured() {
-        let client = Client::new(&fake_server().await, "t", 4).unwrap();
+        let client = Client::new(&fake_server::start().await, "t", 4).unwrap();
         let plan = plan(Duration::from_millis(200), Duration::from_millis(200), None);
         let outcome = run(client, Arc::new(Numbered), &plan).await.unwrap();
         assert!(outcome.ok > 0);

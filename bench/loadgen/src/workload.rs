@@ -11,6 +11,7 @@ mod token;
 use std::future::Future;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use clap::ValueEnum;
 use tokio::task::JoinSet;
 
@@ -68,7 +69,7 @@ impl Kind {
         use kv::{Op, Version};
         Ok(match self {
             Kind::TokenCreate => Arc::new(token::Create::new()),
-            Kind::TokenRenew => Arc::new(token::Renew::prepare(client, setup).await?),
+            Kind::TokenRenew => Arc::new(token::renew(client, setup).await?),
             Kind::Kv2Write => {
                 Arc::new(kv::Kv::prepare(client, setup, Version::V2, Op::Write).await?)
             }
@@ -78,9 +79,36 @@ impl Kind {
             }
             Kind::Kv1Read => Arc::new(kv::Kv::prepare(client, setup, Version::V1, Op::Read).await?),
             Kind::LeaseIssue => Arc::new(lease::Issue::new(setup)),
-            Kind::LeaseRenew => Arc::new(lease::Renew::prepare(client, setup).await?),
+            Kind::LeaseRenew => Arc::new(lease::renew(client, setup).await?),
             Kind::ApproleLogin => Arc::new(approle::Login::prepare(client, setup).await?),
         })
+    }
+}
+
+/// POSTs to `path`, cycling through request bodies prepared in setup, one per credential
+/// (the renew workloads: the credentials themselves live only in these bodies).
+pub struct Cycle {
+    path: &'static str,
+    bodies: Vec<Bytes>,
+}
+
+impl Cycle {
+    /// Prepares `count` bodies, `body(i)` each, at most `width` at a time.
+    async fn prepare<F, Fut>(path: &'static str, count: u64, width: usize, body: F) -> Result<Self>
+    where
+        F: Fn(u64) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Result<Bytes>> + Send,
+    {
+        let bodies = fan_out(count, width, body).await?;
+        Ok(Self { path, bodies })
+    }
+}
+
+impl Workload for Cycle {
+    fn call(&self, seq: u64) -> Call {
+        let index = usize::try_from(seq % (self.bodies.len() as u64).max(1)).unwrap_or(0);
+        let body = self.bodies.get(index).cloned().unwrap_or_default();
+        Call::post(self.path, body)
     }
 }
 

@@ -270,7 +270,7 @@ impl Core {
         // The API serves at once; the schedule fills in the background (a lookup reads
         // storage directly, so it answers correctly before its lease is scheduled).
         let restoring = expiration.clone();
-        let restore = tokio::spawn(async move {
+        let restore = crate::background::spawn(async move {
             let started = std::time::Instant::now();
             match restoring.restore().await {
                 Ok(n) => tracing::info!(
@@ -292,7 +292,7 @@ impl Core {
         }
         quotas.restore().await?;
         if !self.config.manual_scheduler {
-            tokio::spawn(expiration.run(stop_rx));
+            crate::background::spawn(expiration.run(stop_rx));
         }
         *self.state.write() = Some(active);
         Ok(())

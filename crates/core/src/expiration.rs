@@ -28,11 +28,12 @@ pub use jobs::{Job, JobState};
 pub use schedule::Schedule;
 pub use workers::Workers;
 
+use crate::barrier::View;
 use crate::clock::Clock;
 use crate::framework::{LeaseCtx, SystemView};
 use crate::logical::{Response, SecretSpec, obj};
 use crate::mounts::{Mounted, Router};
-use crate::token::{TokenEntry, TokenLeaseHooks, TokenStore};
+use crate::token::{LeaseWrites, TokenEntry, TokenLeaseHooks, TokenStore};
 use crate::ttl::{self, TtlInput};
 use crate::{Error, Result};
 
@@ -72,6 +73,8 @@ pub struct SystemTtls {
 
 pub struct Expiration {
     storage: Arc<dyn Storage>,
+    /// The same storage as a view: token leases are written in the token store's batches.
+    view: Arc<View>,
     router: Arc<Router>,
     tokens: parking_lot::RwLock<Weak<TokenStore>>,
     schedule: Arc<Schedule>,
@@ -88,6 +91,11 @@ pub struct Expiration {
 /// limit still keeps one slow upstream from taking every worker.
 pub const WORKERS: usize = 256;
 pub const WORKERS_PER_MOUNT: usize = 96;
+/// Due leases handed to one task by the scheduler: several groups run at once, so leases of
+/// different mounts in one second still share the pool fairly.
+const EXPIRY_GROUP: usize = 512;
+/// Revoked leases removed in one durable batch, at most.
+const FORGET_GROUP: usize = 512;
 
 fn lease_hash(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
@@ -125,14 +133,16 @@ pub fn system_view(m: &Mounted, sys: SystemTtls) -> SystemView {
 
 impl Expiration {
     pub fn new(
-        storage: Arc<dyn Storage>,
+        view: Arc<View>,
         router: Arc<Router>,
         clock: Arc<dyn Clock>,
         system: SystemTtls,
     ) -> Arc<Self> {
+        let storage: Arc<dyn Storage> = view.clone();
         Arc::new(Expiration {
             events: LeaseEvents::new(storage.clone(), clock.clone()),
             storage,
+            view,
             router,
             tokens: parking_lot::RwLock::new(Weak::new()),
             schedule: Arc::new(Schedule::new()),
@@ -183,6 +193,32 @@ impl Expiration {
             ));
         }
         Ok(ops)
+    }
+
+    /// The lease id of a service token: its creation path, then its hash.
+    fn token_lease_id(t: &TokenEntry) -> String {
+        format!("{}/{}", t.path.trim_end_matches('/'), t.id_hash)
+    }
+
+    /// The lease record of a service token that expires.
+    fn token_lease(t: &TokenEntry) -> LeaseEntry {
+        LeaseEntry {
+            id: Self::token_lease_id(t),
+            kind: LeaseKind::Token,
+            mount: "auth/token/".into(),
+            mount_accessor: String::new(),
+            secret_type: "token".into(),
+            internal: Value::Null,
+            token_hash: t.id_hash.clone(),
+            issue_time: t.creation_time,
+            expire_time: t.expire_time,
+            last_renewal: t.last_renewal,
+            renewable: t.renewable,
+            state: LeaseState::Active,
+            attempts: 0,
+            last_error: String::new(),
+            max_ttl: 0,
+        }
     }
 
     async fn persist(&self, entry: &LeaseEntry) -> Result<()> {
@@ -619,13 +655,42 @@ impl Expiration {
         Ok(())
     }
 
-    /// Handles one due lease: revoke, or record the failure and retry later.
-    pub async fn expire_one(&self, id: &str) {
+    /// Handles many due leases at once: each revoked through its engine under its mount's
+    /// worker limit, and those revoked forgotten a ready group at a time, so one durable
+    /// commit carries many removals instead of one each.
+    pub async fn expire_many(self: &Arc<Self>, ids: Vec<String>) {
+        use futures_util::StreamExt;
+        let mut revoked = futures_util::stream::iter(ids)
+            .map(|id| async move { self.expire_revoke(&id).await })
+            .buffer_unordered(WORKERS_PER_MOUNT)
+            .filter_map(std::future::ready)
+            .ready_chunks(FORGET_GROUP);
+        while let Some(group) = revoked.next().await {
+            self.forget_or_retry(&group).await;
+        }
+    }
+
+    /// Removes revoked leases; if that cannot be written they come back in a while (their
+    /// revocation is idempotent), never dropped.
+    async fn forget_or_retry(&self, revoked: &[LeaseEntry]) {
+        if let Err(err) = self.forget_many(revoked).await {
+            let retry = self.clock.now_unix() + RETRY_BASE_SECS;
+            for e in revoked {
+                tracing::error!(lease_id = %e.id, error = %err, "revoked but not forgotten; retrying");
+                self.schedule.insert(&e.id, retry);
+            }
+        }
+    }
+
+    /// Revokes one due lease through its engine, under its mount's worker limit. `Some` when
+    /// it is revoked and its record is to be removed; a failure is recorded and the lease
+    /// rescheduled with backoff.
+    async fn expire_revoke(&self, id: &str) -> Option<LeaseEntry> {
         let e = match self.load(id).await {
             Ok(Some(e)) => e,
             Ok(None) => {
                 self.schedule.remove(id);
-                return;
+                return None;
             }
             Err(
                 err @ (Error::Internal(_)
@@ -633,24 +698,22 @@ impl Expiration {
             ) => {
                 // Undecodable: keep the record for an operator, stop retrying it.
                 self.quarantine(id, &err.to_string()).await;
-                return;
+                return None;
             }
             Err(err) => {
                 tracing::error!(lease_id = %id, error = %err, "cannot load due lease; retrying");
                 self.schedule
                     .insert(id, self.clock.now_unix() + RETRY_BASE_SECS);
-                return;
+                return None;
             }
         };
+        let _permit = self.workers.acquire(&e.mount).await?;
         match self.revoke_entry(&e).await {
-            Ok(()) => {
-                if let Err(err) = self.forget(&e).await {
-                    tracing::error!(lease_id = %id, error = %err, "revoked but not forgotten; retrying");
-                    self.schedule
-                        .insert(id, self.clock.now_unix() + RETRY_BASE_SECS);
-                }
+            Ok(()) => Some(e),
+            Err(err) => {
+                self.record_failure(e, err.to_string()).await;
+                None
             }
-            Err(err) => self.record_failure(e, err.to_string()).await,
         }
     }
 
@@ -659,22 +722,18 @@ impl Expiration {
         e.attempts += 1;
         e.last_error = err.chars().take(240).collect();
         let now = self.clock.now_unix();
-        if e.state == LeaseState::Irrevocable {
-            // A rare retry of an irrevocable lease failed again: try again another day.
+        if e.state == LeaseState::Irrevocable || e.attempts >= MAX_ATTEMPTS {
+            if e.state != LeaseState::Irrevocable {
+                e.state = LeaseState::Irrevocable;
+                tracing::error!(lease_id = %e.id, "lease is irrevocable after {} attempts", e.attempts);
+            }
             e.last_error = format!("out of retries: {}", e.last_error)
                 .chars()
                 .take(240)
                 .collect();
+            // Still retried, rarely (again after each failed rare retry): an upstream that
+            // was down for a day may be back.
             self.schedule.insert(&e.id, now + IRREVOCABLE_RETRY_SECS);
-        } else if e.attempts >= MAX_ATTEMPTS {
-            e.state = LeaseState::Irrevocable;
-            e.last_error = format!("out of retries: {}", e.last_error)
-                .chars()
-                .take(240)
-                .collect();
-            // Still retried, rarely: an upstream that was down for a day may be back.
-            self.schedule.insert(&e.id, now + IRREVOCABLE_RETRY_SECS);
-            tracing::error!(lease_id = %e.id, "lease is irrevocable after {} attempts", e.attempts);
         } else {
             let base = RETRY_BASE_SECS << e.attempts;
             let jitter = rand::thread_rng().gen_range(-(base / 2)..=(base / 2));
@@ -687,26 +746,21 @@ impl Expiration {
         self.events.emit_failure(&e, now);
     }
 
-    /// Runs the scheduler until `stop` fires: due leases go to the worker pool, each
-    /// revoked on a task of its own under its mount's concurrency limit.
+    /// Runs the scheduler until `stop` fires: due leases go to the worker pool in groups
+    /// (`expire_many`), each lease revoked under its mount's concurrency limit.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             let now_ms = self.clock.now_ms();
-            let due = self.schedule.pop_due(now_ms / 1000, 4096);
-            if !due.is_empty() {
-                for id in due {
+            let mut due = self
+                .schedule
+                .pop_due(now_ms / 1000, 4096)
+                .into_iter()
+                .peekable();
+            if due.peek().is_some() {
+                while due.peek().is_some() {
+                    let group: Vec<String> = due.by_ref().take(EXPIRY_GROUP).collect();
                     let this = self.clone();
-                    tokio::spawn(async move {
-                        let mount = this
-                            .router
-                            .matching(&id)
-                            .map(|m| m.entry.route_path())
-                            .unwrap_or_default();
-                        let Some(_permit) = this.workers.acquire(&mount).await else {
-                            return;
-                        };
-                        this.expire_one(&id).await;
-                    });
+                    crate::background::spawn(async move { this.expire_many(group).await });
                 }
                 continue;
             }
@@ -726,14 +780,14 @@ impl Expiration {
         }
     }
 
-    /// Revokes every lease due now, one after another: tests move a manual clock, then
-    /// call this instead of running the scheduler. Returns how many were handled.
-    pub async fn run_due_now(&self) -> usize {
+    /// Revokes every lease due now, as the scheduler would (`expire_many`): tests move a
+    /// manual clock, then call this instead of running the scheduler. Returns how many
+    /// were handled.
+    pub async fn run_due_now(self: &Arc<Self>) -> usize {
         let due = self.schedule.pop_due(self.clock.now_unix(), usize::MAX);
-        for id in &due {
-            self.expire_one(id).await;
-        }
-        due.len()
+        let n = due.len();
+        self.expire_many(due).await;
+        n
     }
 
     /// Revokes, synchronously, every lease under `prefix` (a mount being disabled or moved,
@@ -783,39 +837,25 @@ impl Expiration {
 
 #[async_trait]
 impl TokenLeaseHooks for Expiration {
-    async fn token_lease_upsert(&self, t: &TokenEntry) -> Result<()> {
-        if t.expire_time <= 0 {
-            return Ok(());
-        }
-        let entry = LeaseEntry {
-            id: format!("{}/{}", t.path.trim_end_matches('/'), t.id_hash),
-            kind: LeaseKind::Token,
-            mount: "auth/token/".into(),
-            mount_accessor: String::new(),
-            secret_type: "token".into(),
-            internal: Value::Null,
-            token_hash: t.id_hash.clone(),
-            issue_time: t.creation_time,
-            expire_time: t.expire_time,
-            last_renewal: t.last_renewal,
-            renewable: t.renewable,
-            state: LeaseState::Active,
-            attempts: 0,
-            last_error: String::new(),
-            max_ttl: 0,
-        };
-        self.persist(&entry).await?;
+    fn token_lease_writes(&self, t: &TokenEntry) -> Result<LeaseWrites> {
+        let ops = Self::entry_ops(&Self::token_lease(t))?;
+        Ok(LeaseWrites {
+            root: self.view.inner().clone(),
+            ops: self.view.absolute(ops)?,
+        })
+    }
+
+    fn token_lease_recorded(&self, t: &TokenEntry) {
+        let entry = Self::token_lease(t);
         self.events
             .emit(LeaseEvent::upsert(&entry, self.clock.now_unix()));
         self.schedule.insert(&entry.id, entry.expire_time);
-        Ok(())
     }
 
     async fn token_revoked(&self, t: &TokenEntry) -> Result<()> {
         self.revoke_by_token(&t.id_hash).await?;
         self.delete_cubbyhole(&t.id_hash).await?;
-        let id = format!("{}/{}", t.path.trim_end_matches('/'), t.id_hash);
-        if let Some(e) = self.load(&id).await? {
+        if let Some(e) = self.load(&Self::token_lease_id(t)).await? {
             self.forget(&e).await?;
         }
         Ok(())

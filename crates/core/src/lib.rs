@@ -2,6 +2,7 @@
 //! barrier and seal. No HTTP, no AWS: the server crate turns HTTP into `logical::Request`.
 
 pub mod audit;
+pub mod background;
 pub mod barrier;
 pub mod builtin;
 pub mod clock;

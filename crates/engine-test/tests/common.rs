@@ -39,7 +39,11 @@ fn config() -> CoreConfig {
 
 impl Env {
     pub async fn new() -> Env {
-        let storage: Arc<dyn Storage> = Arc::new(lessor_storage::inmem::InMem::new());
+        Env::over(Arc::new(lessor_storage::inmem::InMem::new())).await
+    }
+
+    /// As `new`, over the given (empty) storage.
+    pub async fn over(storage: Arc<dyn Storage>) -> Env {
         let clock = Arc::new(ManualClock::new(START));
         let core = Core::with_clock(storage.clone(), config(), factories(), clock.clone());
         let (key, root) = core.dev_init(Some("root")).await.unwrap();

@@ -317,6 +317,35 @@ async fn revoke_prefix_carries_on_past_failures() {
 }
 
 #[tokio::test]
+async fn revoke_prefix_over_many_pages_counts_every_lease_and_failure() {
+    // More than three pages of 1,000: pages are revoked several at once but accounted in
+    // order, and every failure is counted whatever page it fell in.
+    let env = Env::new().await;
+    env.configure(json!({"ttl": "1h"})).await;
+    const N: usize = 3_500;
+    for _ in 0..N {
+        env.issue().await;
+    }
+    env.configure(json!({"fail_revoke": 7})).await;
+    env.ok(
+        Operation::Update,
+        "sys/leases/revoke-prefix/test/creds",
+        json!({"sync": false}),
+    )
+    .await;
+    let jobs = env
+        .data(Operation::List, "sys/leases/jobs/", json!({}))
+        .await;
+    let id = jobs["keys"][0].as_str().unwrap().to_string();
+    let exp = env.core.active().unwrap().expiration.clone();
+    let done = exp.wait_job(&id).await.unwrap();
+    assert_eq!((done.done, done.failed), (N as u64, 7));
+    assert_eq!(done.total, N as u64);
+    assert_eq!(env.resources().await, 7, "only the failed ones are left");
+    assert_eq!(exp.ids_under("test/creds").await.unwrap().len(), 7);
+}
+
+#[tokio::test]
 async fn async_revoke_prefix_is_a_job_with_progress() {
     let env = Env::new().await;
     env.configure(json!({"ttl": "1h"})).await;

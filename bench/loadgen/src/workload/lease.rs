@@ -1,6 +1,6 @@
 //! Lease workloads on the test engine (`lessor-test-server`, mount type `lessor-test`):
 //! `Issue` makes one dynamic credential, so one lease, per request (reserve -> create ->
-//! activate); `Renew` renews leases made during setup through `sys/leases/renew`.
+//! activate); `renew` renews leases made during setup through `sys/leases/renew`.
 //!
 //! With `LESSOR_LOADGEN_EXPIRE_AT=<unix seconds>` in the environment every request asks for
 //! the TTL that makes its lease expire at that second, so a whole run's leases come due
@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Setup, Workload, fan_out};
+use super::{Cycle, Setup, Workload};
 use crate::client::{Call, Client};
 use crate::error::{Error, Result};
 
@@ -66,34 +66,19 @@ impl Workload for Issue {
     }
 }
 
-pub struct Renew {
-    /// One prepared `sys/leases/renew` body per lease.
-    bodies: Vec<Bytes>,
-}
-
-impl Renew {
-    pub async fn prepare(client: &Client, setup: &Setup) -> Result<Self> {
-        let count = setup.keys.clamp(1, RENEW_POOL_MAX);
-        let (client, path) = (client.clone(), creds_path(setup));
-        let bodies = fan_out(count, setup.width, move |_| {
-            let (client, path) = (client.clone(), path.clone());
-            async move {
-                let lease = issue_lease(&client, &path).await?;
-                let body = serde_json::json!({ "lease_id": lease, "increment": "1h" });
-                Ok(Bytes::from(body.to_string()))
-            }
-        })
-        .await?;
-        Ok(Self { bodies })
-    }
-}
-
-impl Workload for Renew {
-    fn call(&self, seq: u64) -> Call {
-        let index = usize::try_from(seq % (self.bodies.len() as u64).max(1)).unwrap_or(0);
-        let body = self.bodies.get(index).cloned().unwrap_or_default();
-        Call::post("sys/leases/renew", body)
-    }
+/// Renews a pool of test-engine leases made in setup through `sys/leases/renew`.
+pub async fn renew(client: &Client, setup: &Setup) -> Result<Cycle> {
+    let count = setup.keys.clamp(1, RENEW_POOL_MAX);
+    let (client, path) = (client.clone(), creds_path(setup));
+    Cycle::prepare("sys/leases/renew", count, setup.width, move |_| {
+        let (client, path) = (client.clone(), path.clone());
+        async move {
+            let lease = issue_lease(&client, &path).await?;
+            let body = serde_json::json!({ "lease_id": lease, "increment": "1h" });
+            Ok(Bytes::from(body.to_string()))
+        }
+    })
+    .await
 }
 
 async fn issue_lease(client: &Client, path: &str) -> Result<String> {

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::{Setup, Workload, fan_out};
+use super::{Cycle, Setup, Workload};
 use crate::client::{Call, Client};
 use crate::error::{Error, Result};
 
@@ -31,34 +31,19 @@ impl Workload for Create {
     }
 }
 
-pub struct Renew {
-    /// One prepared request body per token; the tokens themselves live only in these bodies.
-    bodies: Vec<Bytes>,
-}
-
-impl Renew {
-    pub async fn prepare(client: &Client, setup: &Setup) -> Result<Self> {
-        let count = setup.keys.clamp(1, RENEW_POOL_MAX);
+/// Renews a pool of tokens made in setup through `auth/token/renew`.
+pub async fn renew(client: &Client, setup: &Setup) -> Result<Cycle> {
+    let count = setup.keys.clamp(1, RENEW_POOL_MAX);
+    let client = client.clone();
+    Cycle::prepare("auth/token/renew", count, setup.width, move |_| {
         let client = client.clone();
-        let bodies = fan_out(count, setup.width, move |_| {
-            let client = client.clone();
-            async move {
-                let token = create_token(&client).await?;
-                let body = serde_json::json!({ "token": token, "increment": "1h" });
-                Ok(Bytes::from(body.to_string()))
-            }
-        })
-        .await?;
-        Ok(Self { bodies })
-    }
-}
-
-impl Workload for Renew {
-    fn call(&self, seq: u64) -> Call {
-        let index = usize::try_from(seq % (self.bodies.len() as u64).max(1)).unwrap_or(0);
-        let body = self.bodies.get(index).cloned().unwrap_or_default();
-        Call::post("auth/token/renew", body)
-    }
+        async move {
+            let token = create_token(&client).await?;
+            let body = serde_json::json!({ "token": token, "increment": "1h" });
+            Ok(Bytes::from(body.to_string()))
+        }
+    })
+    .await
 }
 
 async fn create_token(client: &Client) -> Result<String> {

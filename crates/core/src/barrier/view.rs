@@ -25,6 +25,30 @@ impl View {
         &self.prefix
     }
 
+    /// The storage this view is a subtree of.
+    pub fn inner(&self) -> &Arc<dyn Storage> {
+        &self.inner
+    }
+
+    /// Whether `other` is the very storage below this view: writes of two views over the
+    /// same storage can then share one atomic batch (see `absolute`).
+    pub fn is_over(&self, other: &Arc<dyn Storage>) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.inner), Arc::as_ptr(other))
+    }
+
+    /// `ops` with their keys named in the inner storage, to be batched there together with
+    /// writes of another view over it.
+    pub fn absolute(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteOp>> {
+        ops.into_iter()
+            .map(|op| {
+                Ok(match op {
+                    WriteOp::Put(k, v) => WriteOp::Put(self.full(&k)?, v),
+                    WriteOp::Delete(k) => WriteOp::Delete(self.full(&k)?),
+                })
+            })
+            .collect()
+    }
+
     /// A view of a subtree of this view; keys are prefixed by both.
     pub fn sub(self: &Arc<Self>, prefix: &str) -> Arc<View> {
         View::new(self.clone(), prefix.to_string())
@@ -99,16 +123,7 @@ impl Storage for View {
     }
 
     async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
-        let ops = ops
-            .into_iter()
-            .map(|op| {
-                Ok(match op {
-                    WriteOp::Put(k, v) => WriteOp::Put(self.full(&k)?, v),
-                    WriteOp::Delete(k) => WriteOp::Delete(self.full(&k)?),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.inner.batch(ops).await
+        self.inner.batch(self.absolute(ops)?).await
     }
 
     fn kind(&self) -> &'static str {

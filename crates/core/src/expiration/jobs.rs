@@ -17,6 +17,8 @@ pub(super) const JOB_PREFIX: &str = "jobs/";
 const PAGE: usize = 1000;
 /// Revocations of one job running at once (each still takes its mount's worker permit).
 const JOB_CONCURRENCY: usize = 256;
+/// Pages of one job being revoked at once.
+const PAGES_IN_FLIGHT: usize = 3;
 /// Finished jobs stay listed this long (seven days).
 const JOB_RETENTION_SECS: i64 = 7 * 86_400;
 /// Errors kept in a job record for the status endpoint.
@@ -64,6 +66,12 @@ impl Job {
 }
 
 /// Running jobs' live progress, and watchers waiting for them to end.
+/// What revoking one page came to: leases handled, and the failures among them.
+struct PageOutcome {
+    done: u64,
+    errors: Vec<String>,
+}
+
 #[derive(Default)]
 pub struct Jobs {
     live: parking_lot::Mutex<HashMap<String, tokio::sync::watch::Sender<Job>>>,
@@ -156,7 +164,7 @@ impl Expiration {
         let (tx, _) = tokio::sync::watch::channel(job.clone());
         self.jobs.live.lock().insert(job.id.clone(), tx);
         let this = self.clone();
-        tokio::spawn(async move {
+        crate::background::spawn(async move {
             let id = job.id.clone();
             if let Err(e) = this.run_job(job).await {
                 tracing::error!(job = %id, error = %e, "revoke-prefix job stopped; it resumes at next unseal");
@@ -211,63 +219,61 @@ impl Expiration {
         Ok(n)
     }
 
-    async fn run_job(self: &Arc<Self>, mut job: Job) -> Result<()> {
-        use futures_util::StreamExt;
-        let (base, exact) = self.range_of(&job.prefix).await?;
-        loop {
-            let page: Vec<(String, Vec<u8>)> = match &exact {
-                Some(id) if job.cursor.is_none() => {
-                    let key = format!("{ID_PREFIX}{id}");
-                    self.storage
-                        .get(&key)
-                        .await?
-                        .map(|v| vec![(key, v)])
-                        .unwrap_or_default()
-                }
-                Some(_) => Vec::new(),
-                None => {
-                    self.storage
-                        .scan(&base, job.cursor.as_deref(), PAGE)
-                        .await?
-                }
-            };
-            let Some((last, _)) = page.last() else { break };
-            let last = last.clone();
-            let results: Vec<(String, std::result::Result<Option<LeaseEntry>, Error>)> =
-                futures_util::stream::iter(page)
-                    .map(|(key, raw)| {
-                        let this = self.clone();
-                        let force = job.force;
-                        async move {
-                            let id = key[ID_PREFIX.len()..].to_string();
-                            let r = match serde_json::from_slice::<LeaseEntry>(&raw) {
-                                Ok(e) => this.revoke_in_job(e, force).await,
-                                Err(err) => {
-                                    Err(Error::internal(format!("corrupt lease record: {err}")))
-                                }
-                            };
-                            (id, r)
-                        }
-                    })
-                    .buffer_unordered(JOB_CONCURRENCY)
-                    .collect()
-                    .await;
-            // Revoked leases leave storage together: one commit per page, not per lease.
-            let mut revoked = Vec::new();
-            for (id, r) in results {
-                job.done += 1;
-                match r {
-                    Ok(Some(e)) => revoked.push(e),
-                    Ok(None) => {}
-                    Err(e) => {
-                        job.failed += 1;
-                        if job.errors.len() < KEPT_ERRORS {
-                            job.errors.push(format!("{id}: {e}"));
-                        }
-                    }
-                }
+    /// One page of lease records after `cursor`: the exact lease when the prefix names one,
+    /// else the next `PAGE` records under `base`.
+    async fn job_page(
+        &self,
+        base: &str,
+        exact: Option<&str>,
+        cursor: Option<&str>,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(match exact {
+            Some(id) if cursor.is_none() => {
+                let key = format!("{ID_PREFIX}{id}");
+                self.storage
+                    .get(&key)
+                    .await?
+                    .map(|v| vec![(key, v)])
+                    .unwrap_or_default()
             }
-            self.forget_many(&revoked).await?;
+            Some(_) => Vec::new(),
+            None => self.storage.scan(base, cursor, PAGE).await?,
+        })
+    }
+
+    /// Runs a job to its end. Pages are read ahead and up to `PAGES_IN_FLIGHT` are revoked
+    /// at once, so the engine calls of one page overlap the removals of the one before;
+    /// pages are accounted in order, so the saved cursor only ever passes leases that are
+    /// done (a restart resumes at the first page not finished).
+    async fn run_job(self: &Arc<Self>, mut job: Job) -> Result<()> {
+        use futures_util::TryStreamExt;
+        let (base, exact) = self.range_of(&job.prefix).await?;
+        let force = job.force;
+        let pages = futures_util::stream::try_unfold(job.cursor.clone(), |cursor| {
+            let (this, base, exact) = (self.clone(), base.clone(), exact.clone());
+            async move {
+                let page = this
+                    .job_page(&base, exact.as_deref(), cursor.as_deref())
+                    .await?;
+                Ok::<_, Error>(page.last().map(|(last, _)| last.clone()).map(|last| {
+                    let next = Some(last.clone());
+                    ((page, last), next)
+                }))
+            }
+        });
+        let mut outcomes = std::pin::pin!(
+            pages
+                .map_ok(|(page, last)| {
+                    let this = self.clone();
+                    async move { this.revoke_page(page, force).await.map(|o| (o, last)) }
+                })
+                .try_buffered(PAGES_IN_FLIGHT)
+        );
+        while let Some((outcome, last)) = outcomes.try_next().await? {
+            job.done += outcome.done;
+            job.failed += outcome.errors.len() as u64;
+            let room = KEPT_ERRORS.saturating_sub(job.errors.len());
+            job.errors.extend(outcome.errors.into_iter().take(room));
             job.total = job.total.max(job.done);
             job.cursor = Some(last);
             self.save_job(&job).await?;
@@ -278,6 +284,40 @@ impl Expiration {
         self.save_job(&job).await?;
         self.publish(&job);
         Ok(())
+    }
+
+    /// Revokes one page of lease records through their engines and forgets, in one
+    /// batch, those revoked.
+    async fn revoke_page(
+        self: &Arc<Self>,
+        page: Vec<(String, Vec<u8>)>,
+        force: bool,
+    ) -> Result<PageOutcome> {
+        use futures_util::StreamExt;
+        let done = page.len() as u64;
+        let results: Vec<(String, Result<Option<LeaseEntry>>)> = futures_util::stream::iter(page)
+            .map(|(key, raw)| async move {
+                let id = key[ID_PREFIX.len()..].to_string();
+                let r = match serde_json::from_slice::<LeaseEntry>(&raw) {
+                    Ok(e) => self.revoke_in_job(e, force).await,
+                    Err(err) => Err(Error::internal(format!("corrupt lease record: {err}"))),
+                };
+                (id, r)
+            })
+            .buffer_unordered(JOB_CONCURRENCY)
+            .collect()
+            .await;
+        let mut revoked = Vec::new();
+        let mut errors = Vec::new();
+        for (id, r) in results {
+            match r {
+                Ok(Some(e)) => revoked.push(e),
+                Ok(None) => {}
+                Err(e) => errors.push(format!("{id}: {e}")),
+            }
+        }
+        self.forget_many(&revoked).await?;
+        Ok(PageOutcome { done, errors })
     }
 
     fn publish(&self, job: &Job) {

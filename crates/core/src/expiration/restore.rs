@@ -17,6 +17,7 @@ impl Expiration {
     pub async fn restore(&self) -> Result<usize> {
         let mut n = 0;
         let mut after: Option<String> = None;
+        let mut inserting: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             let page = match self
                 .storage
@@ -33,27 +34,44 @@ impl Expiration {
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             let full = page.len() == PAGE;
+            let retry = self.clock.now_unix() + super::IRREVOCABLE_RETRY_SECS;
+            let mut due = Vec::with_capacity(page.len());
+            let mut corrupt = Vec::new();
             for (key, raw) in page {
-                let id = &key[INDEX_PREFIX.len()..];
                 match serde_json::from_slice::<IndexEntry>(&raw) {
-                    Ok(ix) if ix.s == LeaseState::Irrevocable => {
-                        let retry = self.clock.now_unix() + super::IRREVOCABLE_RETRY_SECS;
-                        self.schedule.insert(id, retry);
-                    }
+                    Ok(ix) if ix.s == LeaseState::Irrevocable => due.push((key, retry)),
                     Ok(ix) if ix.e > 0 => {
-                        self.schedule.insert(id, ix.e);
+                        due.push((key, ix.e));
                         n += 1;
                     }
                     Ok(_) => {}
-                    Err(err) => {
-                        self.quarantine(id, &format!("corrupt index entry: {err}"))
-                            .await
-                    }
+                    Err(err) => corrupt.push((key, err)),
                 }
             }
+            for (key, err) in corrupt {
+                let id = &key[INDEX_PREFIX.len()..];
+                self.quarantine(id, &format!("corrupt index entry: {err}"))
+                    .await;
+            }
+            // The page is scheduled on a thread of its own while the next one is read and
+            // decrypted here: the two halves of the work overlap. One lock per page: the
+            // schedule is shared with the requests being served.
+            if let Some(previous) = inserting.take() {
+                let _ = previous.await;
+            }
+            let schedule = self.schedule.clone();
+            inserting = Some(tokio::task::spawn_blocking(move || {
+                schedule.restore_many(
+                    due.iter()
+                        .map(|(key, at)| (&key[INDEX_PREFIX.len()..], *at)),
+                );
+            }));
             if !full {
                 break;
             }
+        }
+        if let Some(last) = inserting {
+            let _ = last.await;
         }
         Ok(n)
     }

@@ -1,15 +1,45 @@
 //! The in-memory expiry index: lease ids ordered by expiry time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+/// The leases due in one second. Many leases share a second (a burst of issuance, a restore
+/// of a million), so the ordered map holds one entry per second, not per lease: inserts and
+/// removals hash the id instead of comparing long ids in a tree.
+type Bucket = HashSet<Arc<str>, RandomState>;
+
 #[derive(Default)]
 struct Inner {
-    by_time: BTreeSet<(i64, Arc<str>)>,
-    by_id: HashMap<Arc<str>, i64>,
+    by_time: BTreeMap<i64, Bucket>,
+    by_id: HashMap<Arc<str>, i64, RandomState>,
+}
+
+impl Inner {
+    fn insert(&mut self, id: &str, expire_at: i64) {
+        let key: Arc<str> = match self.by_id.get_key_value(id) {
+            Some((k, old)) => {
+                let (k, old) = (k.clone(), *old);
+                self.unbucket(&k, old);
+                k
+            }
+            None => Arc::from(id),
+        };
+        self.by_id.insert(key.clone(), expire_at);
+        self.by_time.entry(expire_at).or_default().insert(key);
+    }
+
+    fn unbucket(&mut self, id: &Arc<str>, at: i64) {
+        if let Some(bucket) = self.by_time.get_mut(&at) {
+            bucket.remove(id);
+            if bucket.is_empty() {
+                self.by_time.remove(&at);
+            }
+        }
+    }
 }
 
 /// Leases by expiry. Inserting an id already present moves it.
@@ -25,17 +55,20 @@ impl Schedule {
     }
 
     pub fn insert(&self, id: &str, expire_at: i64) {
+        self.inner.lock().insert(id, expire_at);
+        self.notify.notify_one();
+    }
+
+    /// Inserts a page of the restore under one lock. An id already scheduled keeps its
+    /// time: it was put there since unseal (a renewal, a retry), which is newer than the
+    /// index the page was read from.
+    pub fn restore_many<'a>(&self, items: impl IntoIterator<Item = (&'a str, i64)>) {
         let mut g = self.inner.lock();
-        let key: Arc<str> = match g.by_id.get_key_value(id) {
-            Some((k, old)) => {
-                let (k, old) = (k.clone(), *old);
-                g.by_time.remove(&(old, k.clone()));
-                k
+        for (id, expire_at) in items {
+            if !g.by_id.contains_key(id) {
+                g.insert(id, expire_at);
             }
-            None => Arc::from(id),
-        };
-        g.by_id.insert(key.clone(), expire_at);
-        g.by_time.insert((expire_at, key));
+        }
         drop(g);
         self.notify.notify_one();
     }
@@ -43,31 +76,38 @@ impl Schedule {
     pub fn remove(&self, id: &str) {
         let mut g = self.inner.lock();
         if let Some((k, t)) = g.by_id.remove_entry(id) {
-            g.by_time.remove(&(t, k));
+            g.unbucket(&k, t);
         }
     }
 
-    /// Takes up to `max` leases due at `now`.
+    /// Takes up to `max` leases due at `now`, earliest second first.
     pub fn pop_due(&self, now: i64, max: usize) -> Vec<String> {
         let mut g = self.inner.lock();
+        let Inner { by_time, by_id } = &mut *g;
         let mut out = Vec::new();
         while out.len() < max {
-            let Some((t, _)) = g.by_time.first() else {
+            let Some(mut first) = by_time.first_entry() else {
                 break;
             };
-            if *t > now {
+            if *first.key() > now {
                 break;
             }
-            if let Some((_, id)) = g.by_time.pop_first() {
-                g.by_id.remove(&id);
+            let bucket = first.get_mut();
+            let take: Vec<Arc<str>> = bucket.iter().take(max - out.len()).cloned().collect();
+            for id in take {
+                bucket.remove(&id);
+                by_id.remove(&id);
                 out.push(id.to_string());
+            }
+            if bucket.is_empty() {
+                first.remove();
             }
         }
         out
     }
 
     pub fn next_due(&self) -> Option<i64> {
-        self.inner.lock().by_time.first().map(|(t, _)| *t)
+        self.inner.lock().by_time.first_key_value().map(|(t, _)| *t)
     }
 
     pub fn expiry_of(&self, id: &str) -> Option<i64> {
@@ -105,8 +145,38 @@ mod tests {
         s.insert("c", 20);
         s.insert("a", 5);
         assert_eq!(s.pop_due(15, 10), vec!["a", "b"]);
+        assert_eq!(s.expiry_of("c"), Some(20));
         assert_eq!(s.next_due(), Some(20));
         s.remove("c");
+        assert!(s.is_empty());
+        assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn a_crowded_second_is_taken_in_parts_and_moves_are_clean() {
+        let s = Schedule::new();
+        let ids: Vec<String> = (0..1000).map(|i| format!("x/{i}")).collect();
+        s.insert("late", 9);
+        s.restore_many(ids.iter().map(|id| (id.as_str(), 7)));
+        // A restored page does not move what was scheduled since unseal.
+        s.restore_many([("late", 7)]);
+        // Moving a lease out of the crowded second leaves no trace there.
+        s.insert("x/0", 9);
+        assert_eq!(s.len(), 1001);
+        let first = s.pop_due(8, 600);
+        assert_eq!(first.len(), 600);
+        let rest = s.pop_due(8, 600);
+        assert_eq!(rest.len(), 399, "x/0 moved to second 9");
+        assert!(
+            !first
+                .iter()
+                .chain(&rest)
+                .any(|id| id == "x/0" || id == "late")
+        );
+        assert_eq!(s.next_due(), Some(9));
+        let mut last = s.pop_due(9, 10);
+        last.sort();
+        assert_eq!(last, vec!["late", "x/0"]);
         assert!(s.is_empty());
     }
 }

@@ -31,11 +31,14 @@ impl Workers {
     }
 
     fn mount_semaphore(&self, mount: &str) -> Arc<Semaphore> {
-        self.per_mount
-            .lock()
-            .entry(mount.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_mount_limit)))
-            .clone()
+        let mut map = self.per_mount.lock();
+        // Looked up by `&str` first: the name is copied only the first time a mount is seen.
+        if let Some(s) = map.get(mount) {
+            return s.clone();
+        }
+        let s = Arc::new(Semaphore::new(self.per_mount_limit));
+        map.insert(mount.to_string(), s.clone());
+        s
     }
 
     /// Waits for a slot for `mount`. `None` only if the pool was closed.

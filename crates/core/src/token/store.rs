@@ -7,7 +7,8 @@
 //! * `parent/<parent id_hash>/<child id_hash>` — the tree, walked on revocation;
 //! * `roles/<name>` — token roles.
 //!
-//! Multi-key changes go through one atomic `batch`. A token is revoked children first, so
+//! Multi-key changes go through one atomic `batch`; the token's lease record (kept by the
+//! lease manager in its own view) joins that batch, so an issuance is one durable commit. A token is revoked children first, so
 //! an interrupted revocation leaves a smaller tree still linked to a live parent, never an
 //! orphan whose parent is gone. Read-modify-write of an entry (renew, use counting,
 //! orphaning) holds a per-token stripe lock, and deletion takes it too, so a renewal can
@@ -28,6 +29,7 @@ use tokio::sync::Mutex;
 use super::entry::{LAST_USE, TokenEntry, sanitize_policies};
 use super::login::LoginRenewer;
 use super::params::{CreateParams, TtlLimits};
+use crate::barrier::View;
 use crate::clock::{Clock, SystemClock};
 use crate::ttl::{TtlInput, calculate};
 use crate::{Error, Result};
@@ -42,12 +44,22 @@ const ACCESSOR_LEN: usize = 24;
 const LOCK_STRIPES: usize = 64;
 const SCAN_PAGE: usize = 256;
 
+/// The writes that record a token's lease, keyed in `root`: the storage below the lease
+/// manager's view. When the token store's view is over the same storage they join the
+/// token's own batch.
+pub struct LeaseWrites {
+    pub root: Arc<dyn Storage>,
+    pub ops: Vec<WriteOp>,
+}
+
 /// What the lease manager does for tokens. Called by the store; a no-op until set.
 #[async_trait]
 pub trait TokenLeaseHooks: Send + Sync {
-    /// Records or moves the token's lease `<entry.path>/<id_hash>` to `entry.expire_time`.
-    /// Called on create and on every renewal of a token that expires.
-    async fn token_lease_upsert(&self, entry: &TokenEntry) -> Result<()>;
+    /// The writes that record or move the token's lease `<entry.path>/<id_hash>` to
+    /// `entry.expire_time`. Asked on create and on every renewal of a token that expires.
+    fn token_lease_writes(&self, entry: &TokenEntry) -> Result<LeaseWrites>;
+    /// Called once the writes of `token_lease_writes` are durable (schedule, events).
+    fn token_lease_recorded(&self, entry: &TokenEntry);
     /// Revokes every secret lease the token created and drops the token's own lease.
     /// Called for each token of a revoked tree before its record is deleted.
     async fn token_revoked(&self, entry: &TokenEntry) -> Result<()>;
@@ -78,6 +90,8 @@ pub struct TidyReport {
 
 pub struct TokenStore {
     storage: Arc<dyn Storage>,
+    /// The same storage as a view, for batches shared with the lease manager.
+    view: Arc<View>,
     /// HMAC keyed with the store's salt, cloned for each hash.
     mac: Hmac<Sha256>,
     clock: Arc<dyn Clock>,
@@ -110,12 +124,13 @@ fn from_json<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T> {
 
 impl TokenStore {
     /// Opens the store on its storage view, creating the salt on first use.
-    pub async fn new(storage: Arc<dyn Storage>) -> Result<Self> {
+    pub async fn new(storage: Arc<View>) -> Result<Self> {
         Self::with_clock(storage, Arc::new(SystemClock)).await
     }
 
     /// As `new`, with a clock tests can drive.
-    pub async fn with_clock(storage: Arc<dyn Storage>, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub async fn with_clock(view: Arc<View>, clock: Arc<dyn Clock>) -> Result<Self> {
+        let storage: Arc<dyn Storage> = view.clone();
         let salt = match storage.get(SALT_KEY).await? {
             Some(s) if !s.is_empty() => s,
             _ => {
@@ -128,6 +143,7 @@ impl TokenStore {
             .map_err(|e| Error::internal(format!("token salt: {e}")))?;
         Ok(TokenStore {
             storage,
+            view,
             mac,
             clock,
             hooks: OnceLock::new(),
@@ -172,11 +188,28 @@ impl TokenStore {
         &self.locks[i % self.locks.len()]
     }
 
-    async fn upsert_hook(&self, entry: &TokenEntry) -> Result<()> {
-        match self.hooks.get() {
-            Some(h) if entry.expire_time > 0 => h.token_lease_upsert(entry).await,
-            _ => Ok(()),
+    /// Commits `ops` together with the writes that record `entry`'s lease: one atomic,
+    /// durable batch when both views are over the same storage (always, in a server), so
+    /// a token is never usable without its lease nor a lease left without its token.
+    async fn commit_with_lease(&self, ops: Vec<WriteOp>, entry: &TokenEntry) -> Result<()> {
+        let hooks = match self.hooks.get() {
+            Some(h) if entry.expire_time > 0 => h,
+            _ => {
+                self.storage.batch(ops).await?;
+                return Ok(());
+            }
+        };
+        let lease = hooks.token_lease_writes(entry)?;
+        if self.view.is_over(&lease.root) {
+            let mut all = self.view.absolute(ops)?;
+            all.extend(lease.ops);
+            lease.root.batch(all).await?;
+        } else {
+            self.storage.batch(ops).await?;
+            lease.root.batch(lease.ops).await?;
         }
+        hooks.token_lease_recorded(entry);
+        Ok(())
     }
 
     /// Mints a token. The TTL in `p` is final (see `CreateParams::apply_ttl`). Returns the
@@ -236,19 +269,11 @@ impl TokenStore {
                 id_hash.clone().into_bytes(),
             ));
         }
-        self.storage.batch(ops).await?;
+        self.commit_with_lease(ops, &entry).await?;
         // A parent revoked while this child was written would leave it dangling: undo.
         if !entry.parent.is_empty() && self.lookup_hash(&entry.parent).await?.is_none() {
             self.revoke_tree(&id_hash).await?;
             return Err(Error::bad("parent token not found"));
-        }
-        // The token is usable only once its lease is recorded.
-        if let Err(e) = self.upsert_hook(&entry).await {
-            if let Err(undo) = self.delete_entry(&entry, None).await {
-                tracing::error!(accessor = %entry.accessor, error = %undo,
-                    "could not remove a token whose lease failed to record");
-            }
-            return Err(e);
         }
         Ok((token, entry))
     }
@@ -417,16 +442,14 @@ impl TokenStore {
             })?;
             e.expire_time = now + granted.ttl;
             e.last_renewal = now;
-            self.storage
-                .put(&format!("{ID_PREFIX}{id_hash}"), to_json(&e)?)
-                .await?;
+            let put = WriteOp::Put(format!("{ID_PREFIX}{id_hash}"), to_json(&e)?);
+            self.commit_with_lease(vec![put], &e).await?;
             Renewed {
                 entry: e,
                 ttl: granted.ttl,
                 warning: granted.warning,
             }
         };
-        self.upsert_hook(&renewed.entry).await?;
         Ok(renewed)
     }
 

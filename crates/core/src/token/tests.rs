@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::barrier::View;
 use crate::clock::ManualClock;
 use crate::framework::{Backend, Ctx, SystemView, dispatch};
 use crate::logical::{Operation, Request, Response};
@@ -25,12 +26,17 @@ struct Recorder {
 
 #[async_trait]
 impl TokenLeaseHooks for Recorder {
-    async fn token_lease_upsert(&self, e: &TokenEntry) -> Result<()> {
+    fn token_lease_writes(&self, _: &TokenEntry) -> Result<LeaseWrites> {
+        Ok(LeaseWrites {
+            root: Arc::new(InMem::new()),
+            ops: Vec::new(),
+        })
+    }
+    fn token_lease_recorded(&self, e: &TokenEntry) {
         self.events.lock().push((
             "upsert".into(),
             format!("{}/{}@{}", e.path, e.id_hash, e.expire_time),
         ));
-        Ok(())
     }
     async fn token_revoked(&self, e: &TokenEntry) -> Result<()> {
         self.events
@@ -69,7 +75,7 @@ async fn harness() -> H {
     let clock = Arc::new(ManualClock::new(START));
     let storage: Arc<dyn Storage> = raw.clone();
     let store = Arc::new(
-        TokenStore::with_clock(storage, clock.clone())
+        TokenStore::with_clock(View::new(storage, ""), clock.clone())
             .await
             .unwrap(),
     );
@@ -1070,7 +1076,7 @@ async fn token_login_params_from_auth_spec() {
 async fn token_salt_persists_across_reopen() {
     let h = harness().await;
     let storage: Arc<dyn Storage> = h.raw.clone();
-    let again = TokenStore::new(storage).await.unwrap();
+    let again = TokenStore::new(View::new(storage, "")).await.unwrap();
     assert!(again.resolve(&h.root).await.unwrap().is_some());
 }
 

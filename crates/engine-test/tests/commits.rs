@@ -1,0 +1,155 @@
+//! How many durable commits the lease manager spends: a token issuance or renewal is one
+//! commit (the token and its lease in one atomic batch), and leases expiring together are
+//! forgotten in shared batches, not one commit each. Counted on a storage that records
+//! every write it is given.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use common::Env;
+use lessor_core::logical::Operation;
+use lessor_storage::inmem::InMem;
+use lessor_storage::{Result, Storage, WriteOp};
+use serde_json::json;
+
+/// In-memory storage that counts write calls (each would be one durable commit on disk).
+#[derive(Default)]
+struct Counting {
+    inner: InMem,
+    writes: AtomicUsize,
+}
+
+impl Counting {
+    fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+    fn count(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Storage for Counting {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.count();
+        self.inner.put(key, value).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.count();
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        self.inner.scan(prefix, after, limit).await
+    }
+    async fn scan_keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.inner.scan_keys(prefix, after, limit).await
+    }
+    async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
+        self.count();
+        self.inner.batch(ops).await
+    }
+    fn kind(&self) -> &'static str {
+        "counting"
+    }
+}
+
+async fn env() -> (Env, Arc<Counting>) {
+    let storage = Arc::new(Counting::default());
+    (Env::over(storage.clone()).await, storage)
+}
+
+async fn leases_under(env: &Env, prefix: &str) -> usize {
+    let exp = env.core.active().unwrap().expiration.clone();
+    exp.ids_under(prefix).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn token_issuance_and_renewal_are_one_commit_each() {
+    let (env, storage) = env().await;
+    let before = storage.writes();
+    let auth = env
+        .ok(
+            Operation::Update,
+            "auth/token/create",
+            json!({"ttl": "1h", "policies": ["default"]}),
+        )
+        .await
+        .unwrap()
+        .auth
+        .unwrap();
+    assert_eq!(
+        storage.writes() - before,
+        1,
+        "token, accessor and lease in one batch"
+    );
+    // The lease is recorded and scheduled.
+    assert_eq!(leases_under(&env, "auth/token/create").await, 1);
+    let before = storage.writes();
+    env.call_as(
+        &auth.client_token,
+        Operation::Update,
+        "auth/token/renew-self",
+        json!({"increment": "2h"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        storage.writes() - before,
+        1,
+        "token and lease moved in one batch"
+    );
+    // Expiry still finds the token through its lease, at the renewed time.
+    env.clock.advance(3600);
+    assert_eq!(env.run_due().await, 0);
+    env.clock.advance(3600);
+    assert_eq!(env.run_due().await, 1);
+    assert!(
+        env.call_as(
+            &auth.client_token,
+            Operation::Read,
+            "auth/token/lookup-self",
+            json!({})
+        )
+        .await
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn leases_due_together_are_forgotten_in_shared_batches() {
+    let (env, storage) = env().await;
+    env.configure(json!({"ttl": "60s"})).await;
+    const N: usize = 300;
+    for _ in 0..N {
+        env.issue().await;
+    }
+    assert_eq!(env.resources().await, N);
+    env.clock.advance(60);
+    let before = storage.writes();
+    assert_eq!(env.run_due().await, N);
+    assert_eq!(env.resources().await, 0);
+    // One delete per resource (the engine's own write), plus the lease removals: in a
+    // handful of batches, not one per lease.
+    let commits = storage.writes() - before;
+    assert!(commits < N + N / 10, "{commits} commits for {N} leases");
+    assert_eq!(leases_under(&env, "test/").await, 0);
+}
