@@ -84,6 +84,7 @@ pub struct Expiration {
     /// Lease events, for observers (quotas) and subscribers (the event stream).
     pub events: Arc<LeaseEvents>,
     jobs: jobs::Jobs,
+    markers: restore::Markers,
 }
 
 /// Revocations running at once, in all and per mount.
@@ -150,6 +151,7 @@ impl Expiration {
             system,
             workers: Workers::new(WORKERS, WORKERS_PER_MOUNT),
             jobs: jobs::Jobs::default(),
+            markers: restore::Markers::default(),
         })
     }
 
@@ -226,13 +228,16 @@ impl Expiration {
         Ok(())
     }
 
-    /// The writes that remove a lease: record, index entry, quarantine marker, token link.
-    fn forget_ops(entry: &LeaseEntry) -> Vec<WriteOp> {
+    /// The writes that remove a lease: record, index entry, token link, and quarantine
+    /// marker if markers may exist.
+    fn forget_ops(&self, entry: &LeaseEntry) -> Vec<WriteOp> {
         let mut ops = vec![
             WriteOp::Delete(format!("{ID_PREFIX}{}", entry.id)),
             WriteOp::Delete(format!("{INDEX_PREFIX}{}", entry.id)),
-            WriteOp::Delete(format!("{QUARANTINE_PREFIX}{}", entry.id)),
         ];
+        if self.markers.may_exist() {
+            ops.push(WriteOp::Delete(format!("{QUARANTINE_PREFIX}{}", entry.id)));
+        }
         if !entry.token_hash.is_empty() && entry.kind == LeaseKind::Secret {
             ops.push(WriteOp::Delete(format!(
                 "{TOKEN_PREFIX}{}/{}",
@@ -254,7 +259,7 @@ impl Expiration {
     }
 
     async fn forget(&self, entry: &LeaseEntry) -> Result<()> {
-        self.storage.batch(Self::forget_ops(entry)).await?;
+        self.storage.batch(self.forget_ops(entry)).await?;
         self.forgotten(entry);
         Ok(())
     }
@@ -264,7 +269,7 @@ impl Expiration {
         if entries.is_empty() {
             return Ok(());
         }
-        let ops = entries.iter().flat_map(Self::forget_ops).collect();
+        let ops = entries.iter().flat_map(|e| self.forget_ops(e)).collect();
         self.storage.batch(ops).await?;
         for e in entries {
             self.forgotten(e);

@@ -456,6 +456,35 @@ async fn a_corrupt_lease_record_is_quarantined_not_fatal() {
     env.issue().await;
 }
 
+/// A lease quarantined over a passing read error can still be revoked once readable, and its
+/// marker goes with it: whether the marker was there at unseal or written since.
+#[tokio::test]
+async fn revoking_a_quarantined_lease_drops_its_marker() {
+    for restart in [false, true] {
+        let env = Env::new().await;
+        env.configure(json!({"ttl": "1h"})).await;
+        let (lease, _) = env.issue().await;
+        let active = env.core.active().unwrap();
+        active.expiration.quarantine(&lease, "test").await;
+        let env = if restart { env.restart().await } else { env };
+        let q = env
+            .data(Operation::Read, "sys/leases/quarantine", json!({}))
+            .await;
+        assert_eq!(q["lease_count"], 1);
+        env.ok(
+            Operation::Update,
+            "sys/leases/revoke",
+            json!({"lease_id": lease}),
+        )
+        .await;
+        let q = env
+            .data(Operation::Read, "sys/leases/quarantine", json!({}))
+            .await;
+        assert_eq!(q["lease_count"], 0, "restart: {restart}");
+        assert_eq!(env.resources().await, 0);
+    }
+}
+
 #[tokio::test]
 async fn an_operator_can_drop_a_quarantined_lease() {
     let env = Env::new().await;

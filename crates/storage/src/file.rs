@@ -10,7 +10,7 @@
 //! Reads never touch the writer: point reads run inline (they hit memory almost always),
 //! range reads on tokio's blocking pool, against fjall's snapshots.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
@@ -271,20 +271,25 @@ impl Writer {
     /// Applies a group as one durable batch. Later writes to a key win, as if the requests
     /// had committed one after another in queue order.
     fn commit(&self, group: &[Job]) -> Result<()> {
-        let mut last: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
-        for op in group.iter().flat_map(|job| &job.ops) {
-            match op {
-                WriteOp::Put(k, v) => last.insert(k, Some(v)),
-                WriteOp::Delete(k) => last.insert(k, None),
-            };
-        }
         // fjall leaves the order of two writes to one key in a batch unspecified, hence one
-        // write per key. fdatasync suffices for its append-only journal.
+        // write per key: the last. A hash map finds repeats; an ordered map cost the writer
+        // thread long-key comparisons for every op (keys share long prefixes).
+        let ops: Vec<&WriteOp> = group.iter().flat_map(|job| &job.ops).collect();
+        let mut last: HashMap<&str, usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(ops.len(), Default::default());
+        for (i, op) in ops.iter().enumerate() {
+            last.insert(op.key(), i);
+        }
+        let repeats = last.len() < ops.len();
+        // fdatasync suffices for fjall's append-only journal.
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-        for (k, v) in last {
-            match v {
-                Some(v) => batch.insert(&self.kv, k, v),
-                None => batch.remove(&self.kv, k),
+        for (i, op) in ops.into_iter().enumerate() {
+            if repeats && last.get(op.key()) != Some(&i) {
+                continue;
+            }
+            match op {
+                WriteOp::Put(k, v) => batch.insert(&self.kv, k.as_str(), v.as_slice()),
+                WriteOp::Delete(k) => batch.remove(&self.kv, k.as_str()),
             }
         }
         batch.commit().map_err(io)?;

@@ -4,6 +4,8 @@
 //! read when a lease is due. A record that cannot be read is quarantined and reported:
 //! never a reason to seal or to stop.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use lessor_storage::WriteOp;
 use serde_json::json;
 
@@ -12,9 +14,54 @@ use crate::Result;
 
 const PAGE: usize = 2000;
 
+/// Whether any quarantine marker may exist. Removing a lease would otherwise also delete
+/// its (almost never present) marker: one more write for the storage writer per revoked
+/// lease. Markers are rare, so one look at unseal decides, and any quarantine since then
+/// turns the deletes back on for good.
+#[derive(Default)]
+pub(super) struct Markers(AtomicU8);
+
+/// Not looked yet: assume markers may exist.
+const MARKERS_UNKNOWN: u8 = 0;
+const MARKERS_NONE: u8 = 1;
+const MARKERS_MAYBE: u8 = 2;
+
+impl Markers {
+    /// True when removing a lease must also delete its quarantine marker.
+    pub(super) fn may_exist(&self) -> bool {
+        self.0.load(Ordering::Acquire) != MARKERS_NONE
+    }
+
+    /// Called before a marker is written.
+    fn written(&self) {
+        self.0.store(MARKERS_MAYBE, Ordering::Release);
+    }
+
+    /// Storage held no marker when looked at. Loses to a quarantine that ran meanwhile.
+    fn none_found(&self) {
+        let _ = self.0.compare_exchange(
+            MARKERS_UNKNOWN,
+            MARKERS_NONE,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+}
+
 impl Expiration {
+    /// Looks once whether storage holds quarantine markers (see [`Markers`]).
+    async fn look_for_markers(&self) {
+        match self.storage.scan_keys(QUARANTINE_PREFIX, None, 1).await {
+            Ok(keys) if keys.is_empty() => self.markers.none_found(),
+            Ok(_) => self.markers.written(),
+            // Unknown stays unknown: removals keep deleting markers.
+            Err(err) => tracing::warn!(error = %err, "cannot list quarantined leases"),
+        }
+    }
+
     /// Rebuilds the schedule from the index. Returns how many leases were scheduled.
     pub async fn restore(&self) -> Result<usize> {
+        self.look_for_markers().await;
         let mut n = 0;
         let mut after: Option<String> = None;
         let mut inserting: Option<tokio::task::JoinHandle<()>> = None;
@@ -99,6 +146,7 @@ impl Expiration {
     pub async fn quarantine(&self, id: &str, reason: &str) {
         tracing::error!(lease_id = %id, reason = %reason, "lease record quarantined");
         self.schedule.remove(id);
+        self.markers.written();
         let marker =
             json!({"reason": reason, "time": crate::clock::rfc3339(self.clock.now_unix())});
         let raw = serde_json::to_vec(&marker).unwrap_or_default();
