@@ -69,14 +69,23 @@ impl Drop for Server {
 
 /// Starts `bao server -dev` (unsealed, root token `root`); None when bao is not installed.
 pub fn start_dev() -> Option<Server> {
-    let port = free_port();
-    let args = vec![
-        "server".to_string(),
-        "-dev".to_string(),
-        format!("-dev-root-token-id={ROOT}"),
-        format!("-dev-listen-address=127.0.0.1:{port}"),
-    ];
-    start(args, port, true)
+    // A port found free can be taken by a parallel test before bao binds it; bao then
+    // exits, and another port is tried.
+    for _ in 0..3 {
+        let port = free_port();
+        let args = vec![
+            "server".to_string(),
+            "-dev".to_string(),
+            format!("-dev-root-token-id={ROOT}"),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+        ];
+        match launch(args, port, true, None) {
+            Launched::Ready(server) => return Some(server),
+            Launched::NoBinary => return None,
+            Launched::Exited => continue,
+        }
+    }
+    panic!("bao server -dev exited before answering, on three ports");
 }
 
 /// Starts `bao server -dev -dev-tls`: HTTPS with a CA of its own, in a temporary directory.
@@ -130,11 +139,31 @@ fn start_with(
     unsealed: bool,
     tls: Option<(tempfile::TempDir, PathBuf)>,
 ) -> Option<Server> {
+    match launch(args, port, unsealed, tls) {
+        Launched::Ready(server) => Some(server),
+        Launched::NoBinary => None,
+        Launched::Exited => panic!("bao server exited before answering"),
+    }
+}
+
+enum Launched {
+    Ready(Server),
+    /// The server process ended before it answered (its port taken, for one).
+    Exited,
+    NoBinary,
+}
+
+fn launch(
+    args: Vec<String>,
+    port: u16,
+    unsealed: bool,
+    tls: Option<(tempfile::TempDir, PathBuf)>,
+) -> Launched {
     let Some(bao) = server_binary() else {
         eprintln!(
             "skipping: the bao binary was not found (set LESSOR_TEST_BAO or install the venv)"
         );
-        return None;
+        return Launched::NoBinary;
     };
     let child = Command::new(bao)
         .args(&args)
@@ -150,7 +179,7 @@ fn start_with(
         Some((dir, ca)) => (dir, Some(ca)),
         None => (tempfile::tempdir().unwrap(), None),
     };
-    let server = Server {
+    let mut server = Server {
         child,
         addr: format!("{scheme}://127.0.0.1:{port}"),
         home: tempfile::tempdir().unwrap(),
@@ -167,7 +196,10 @@ fn start_with(
             out.status.code() == Some(2) && out.stdout.starts_with(b"{")
         };
         if ready {
-            return Some(server);
+            return Launched::Ready(server);
+        }
+        if matches!(server.child.try_wait(), Ok(Some(_))) {
+            return Launched::Exited;
         }
         assert!(Instant::now() < deadline, "server did not start in 30 s");
         std::thread::sleep(Duration::from_millis(100));
