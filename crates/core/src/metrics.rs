@@ -35,7 +35,7 @@ use crate::{Error, Result};
 
 use registry::Histogram;
 pub use registry::{Family, Kind};
-pub use storage::{Metered, StorageTimes};
+pub use storage::{Metered, OPS as STORAGE_OPS, StorageTimes};
 
 /// Path classes requests are counted by.
 const CLASSES: [&str; 5] = ["sys", "auth-token", "auth", "logical", "other"];

@@ -1,80 +1,36 @@
 //! How many durable commits the lease manager spends: a token issuance or renewal is one
 //! commit (the token and its lease in one atomic batch), and leases expiring together are
-//! forgotten in shared batches, not one commit each. Counted on a storage that records
-//! every write it is given.
+//! forgotten in shared batches, not one commit each. Counted by the metrics layer's storage
+//! wrapper, which sees every write call.
 
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
 use common::Env;
 use lessor_core::logical::Operation;
+use lessor_core::metrics::{Metered, STORAGE_OPS, StorageTimes};
 use lessor_storage::inmem::InMem;
-use lessor_storage::{Result, Storage, WriteOp};
 use serde_json::json;
 
-/// In-memory storage that counts write calls (each would be one durable commit on disk).
-#[derive(Default)]
-struct Counting {
-    inner: InMem,
-    writes: AtomicUsize,
-}
+/// Write calls seen by the metrics layer over in-memory storage (each would be one durable
+/// commit on disk): puts, deletes and batches.
+struct Writes(Arc<StorageTimes>);
 
-impl Counting {
+impl Writes {
     fn writes(&self) -> usize {
-        self.writes.load(Ordering::SeqCst)
-    }
-    fn count(&self) {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl Storage for Counting {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.get(key).await
-    }
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
-        self.count();
-        self.inner.put(key, value).await
-    }
-    async fn delete(&self, key: &str) -> Result<()> {
-        self.count();
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        self.inner.list(prefix).await
-    }
-    async fn scan(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>> {
-        self.inner.scan(prefix, after, limit).await
-    }
-    async fn scan_keys(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>> {
-        self.inner.scan_keys(prefix, after, limit).await
-    }
-    async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
-        self.count();
-        self.inner.batch(ops).await
-    }
-    fn kind(&self) -> &'static str {
-        "counting"
+        ["put", "delete", "batch"]
+            .iter()
+            .filter_map(|op| STORAGE_OPS.iter().position(|o| o == op))
+            .map(|i| self.0.by_op[i].snapshot().count as usize)
+            .sum()
     }
 }
 
-async fn env() -> (Env, Arc<Counting>) {
-    let storage = Arc::new(Counting::default());
-    (Env::over(storage.clone()).await, storage)
+async fn env() -> (Env, Writes) {
+    let times = Arc::new(StorageTimes::default());
+    let storage = Metered::new(Arc::new(InMem::new()), times.clone());
+    (Env::over(storage).await, Writes(times))
 }
 
 async fn leases_under(env: &Env, prefix: &str) -> usize {
