@@ -340,12 +340,14 @@ impl Core {
                 factory(&entry)?
             }
         };
-        let storage = Router::storage_for(active.storage.clone(), &entry);
+        let view = Router::storage_for(active.storage.clone(), &entry);
+        let storage: Arc<dyn Storage> = view.clone();
         backend.initialize(&storage).await?;
         Ok(Mounted {
             entry,
             backend,
             storage,
+            view,
         })
     }
 

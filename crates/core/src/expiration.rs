@@ -12,6 +12,7 @@ mod events;
 mod jobs;
 mod restore;
 mod schedule;
+mod staged;
 mod workers;
 
 use std::sync::{Arc, Weak};
@@ -97,6 +98,8 @@ pub const WORKERS_PER_MOUNT: usize = 96;
 const EXPIRY_GROUP: usize = 512;
 /// Revoked leases removed in one durable batch, at most.
 const FORGET_GROUP: usize = 512;
+/// Leases of one token revoked at once when the token goes.
+const TOKEN_REVOKE_CONCURRENCY: usize = 32;
 
 fn lease_hash(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
@@ -248,6 +251,14 @@ impl Expiration {
         ops
     }
 
+    /// The writes that remove a lease, named in the barrier's keys, after the writes its
+    /// engine made revoking it (taken out of `r`): one atomic batch carries both.
+    fn removal(&self, r: &mut Revoked) -> Result<Vec<WriteOp>> {
+        let mut ops = std::mem::take(&mut r.writes);
+        ops.extend(self.view.absolute(self.forget_ops(&r.entry))?);
+        Ok(ops)
+    }
+
     /// What follows a lease's removal from storage: the event, and out of the schedule.
     fn forgotten(&self, entry: &LeaseEntry) {
         self.events.emit(LeaseEvent::of(
@@ -258,22 +269,41 @@ impl Expiration {
         self.schedule.remove(&entry.id);
     }
 
-    async fn forget(&self, entry: &LeaseEntry) -> Result<()> {
-        self.storage.batch(self.forget_ops(entry)).await?;
-        self.forgotten(entry);
+    async fn forget(&self, mut r: Revoked) -> Result<()> {
+        let ops = self.removal(&mut r)?;
+        self.view.inner().batch(ops).await?;
+        self.forgotten(&r.entry);
         Ok(())
     }
 
-    /// Removes many revoked leases in one durable batch (revoke-prefix pages).
-    async fn forget_many(&self, entries: &[LeaseEntry]) -> Result<()> {
-        if entries.is_empty() {
+    /// Removes many revoked leases in one durable batch (expiry groups, revoke-prefix
+    /// pages). On failure the leases are handed back: still recorded, to be revoked again.
+    async fn forget_many(
+        &self,
+        mut revoked: Vec<Revoked>,
+    ) -> std::result::Result<(), (Error, Vec<LeaseEntry>)> {
+        if revoked.is_empty() {
             return Ok(());
         }
-        let ops = entries.iter().flat_map(|e| self.forget_ops(e)).collect();
-        self.storage.batch(ops).await?;
-        for e in entries {
-            self.forgotten(e);
+        let written = self.batch_removals(&mut revoked).await;
+        let entries = revoked.into_iter().map(|r| r.entry);
+        match written {
+            Ok(()) => {
+                for e in entries {
+                    self.forgotten(&e);
+                }
+                Ok(())
+            }
+            Err(err) => Err((err, entries.collect())),
         }
+    }
+
+    async fn batch_removals(&self, revoked: &mut [Revoked]) -> Result<()> {
+        let mut ops = Vec::with_capacity(revoked.len() * 4);
+        for r in revoked.iter_mut() {
+            ops.extend(self.removal(r)?);
+        }
+        self.view.inner().batch(ops).await?;
         Ok(())
     }
 
@@ -368,8 +398,8 @@ impl Expiration {
             }
         }
         match self.revoke_entry(&e).await {
-            Ok(()) => {
-                if let Err(err) = self.forget(&e).await {
+            Ok(writes) => {
+                if let Err(err) = self.forget(Revoked { entry: e, writes }).await {
                     tracing::error!(lease_id = %id, error = %err, "cannot forget aborted reservation");
                 }
             }
@@ -517,35 +547,50 @@ impl Expiration {
             return Ok(());
         };
         match self.revoke_entry(&e).await {
-            Ok(()) => self.forget(&e).await,
+            Ok(writes) => self.forget(Revoked { entry: e, writes }).await,
             Err(err) if force => {
                 tracing::warn!(lease_id = %e.id, error = %err, "forced revocation dropped a lease whose backend revoke failed");
-                self.forget(&e).await
+                self.forget(Revoked::bare(e)).await
             }
             Err(err) => Err(Error::bad(format!("failed to revoke entry: {err}"))),
         }
     }
 
-    async fn revoke_entry(&self, e: &LeaseEntry) -> Result<()> {
+    /// Revokes a lease through its backend. Returns the writes the engine made doing so,
+    /// held back to commit with the lease's removal (`staged`); on failure whatever it
+    /// wrote is committed at once, as it would have been.
+    async fn revoke_entry(&self, e: &LeaseEntry) -> Result<Vec<WriteOp>> {
         match e.kind {
             LeaseKind::Token => {
                 let hash = e.id.rsplit('/').next().unwrap_or_default();
-                self.token_store()?.revoke_tree(hash).await
+                self.token_store()?.revoke_tree(hash).await?;
+                Ok(Vec::new())
             }
             LeaseKind::Secret => {
                 let mount = self.mount_of(e)?;
                 let sys = system_view(&mount, self.system);
-                mount
+                let staged = staged::Staged::over(&mount.view);
+                let storage: Arc<dyn Storage> = staged.clone();
+                let revoked = mount
                     .backend
                     .revoke(&LeaseCtx {
-                        storage: &mount.storage,
+                        storage: &storage,
                         system: &sys,
                         secret_type: &e.secret_type,
                         internal: &e.internal,
                         issue_time: crate::clock::to_datetime(e.issue_time),
                         increment: Duration::ZERO,
                     })
-                    .await
+                    .await;
+                match revoked {
+                    Ok(()) => Ok(staged.for_root(self.view.inner()).await?),
+                    Err(err) => {
+                        if let Err(e2) = staged.commit().await {
+                            tracing::error!(lease_id = %e.id, error = %e2, "cannot record what a failed revocation wrote");
+                        }
+                        Err(err)
+                    }
+                }
             }
         }
     }
@@ -640,21 +685,40 @@ impl Expiration {
 
     /// Revokes every secret lease a token created.
     pub async fn revoke_by_token(&self, token_hash: &str) -> Result<()> {
+        use futures_util::StreamExt;
         let prefix = format!("{TOKEN_PREFIX}{token_hash}/");
         let mut after: Option<String> = None;
         loop {
             let page = self.storage.scan(&prefix, after.as_deref(), 500).await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
-            for (key, raw) in page {
-                let id = String::from_utf8_lossy(&raw).to_string();
-                if let Err(e) = self.revoke(&id, false).await {
-                    // The lease stays recorded and is retried by the scheduler.
-                    tracing::warn!(lease_id = %id, error = %e, "revocation with its token failed; queued for retry");
-                    self.schedule.insert(&id, self.clock.now_unix());
-                } else {
-                    self.storage.delete(&key).await?;
+            // A revoked lease's removal takes its link with it; the links still here after
+            // a revocation succeeded named leases already gone, and go in one batch.
+            let revoked: Vec<String> = futures_util::stream::iter(page)
+                .map(|(key, raw)| async move {
+                    let id = String::from_utf8_lossy(&raw).to_string();
+                    match self.revoke(&id, false).await {
+                        Ok(()) => Some(key),
+                        Err(e) => {
+                            // The lease stays recorded and is retried by the scheduler.
+                            tracing::warn!(lease_id = %id, error = %e, "revocation with its token failed; queued for retry");
+                            self.schedule.insert(&id, self.clock.now_unix());
+                            None
+                        }
+                    }
+                })
+                .buffer_unordered(TOKEN_REVOKE_CONCURRENCY)
+                .filter_map(std::future::ready)
+                .collect()
+                .await;
+            let mut dangling = Vec::new();
+            for key in revoked {
+                if self.storage.get(&key).await?.is_some() {
+                    dangling.push(WriteOp::Delete(key));
                 }
+            }
+            if !dangling.is_empty() {
+                self.storage.batch(dangling).await?;
             }
         }
         Ok(())
@@ -671,16 +735,16 @@ impl Expiration {
             .filter_map(std::future::ready)
             .ready_chunks(FORGET_GROUP);
         while let Some(group) = revoked.next().await {
-            self.forget_or_retry(&group).await;
+            self.forget_or_retry(group).await;
         }
     }
 
     /// Removes revoked leases; if that cannot be written they come back in a while (their
     /// revocation is idempotent), never dropped.
-    async fn forget_or_retry(&self, revoked: &[LeaseEntry]) {
-        if let Err(err) = self.forget_many(revoked).await {
+    async fn forget_or_retry(&self, revoked: Vec<Revoked>) {
+        if let Err((err, entries)) = self.forget_many(revoked).await {
             let retry = self.clock.now_unix() + RETRY_BASE_SECS;
-            for e in revoked {
+            for e in entries {
                 tracing::error!(lease_id = %e.id, error = %err, "revoked but not forgotten; retrying");
                 self.schedule.insert(&e.id, retry);
             }
@@ -690,7 +754,7 @@ impl Expiration {
     /// Revokes one due lease through its engine, under its mount's worker limit. `Some` when
     /// it is revoked and its record is to be removed; a failure is recorded and the lease
     /// rescheduled with backoff.
-    async fn expire_revoke(&self, id: &str) -> Option<LeaseEntry> {
+    async fn expire_revoke(&self, id: &str) -> Option<Revoked> {
         let e = match self.load(id).await {
             Ok(Some(e)) => e,
             Ok(None) => {
@@ -714,7 +778,7 @@ impl Expiration {
         };
         let _permit = self.workers.acquire(&e.mount).await?;
         match self.revoke_entry(&e).await {
-            Ok(()) => Some(e),
+            Ok(writes) => Some(Revoked { entry: e, writes }),
             Err(err) => {
                 self.record_failure(e, err.to_string()).await;
                 None
@@ -861,9 +925,26 @@ impl TokenLeaseHooks for Expiration {
         self.revoke_by_token(&t.id_hash).await?;
         self.delete_cubbyhole(&t.id_hash).await?;
         if let Some(e) = self.load(&Self::token_lease_id(t)).await? {
-            self.forget(&e).await?;
+            self.forget(Revoked::bare(e)).await?;
         }
         Ok(())
+    }
+}
+
+/// A lease its engine has revoked, with the writes the engine made doing so (named in the
+/// barrier's keys), to be committed together with the lease's removal.
+struct Revoked {
+    entry: LeaseEntry,
+    writes: Vec<WriteOp>,
+}
+
+impl Revoked {
+    /// A lease removed without engine writes (forced, or a token's own lease).
+    fn bare(entry: LeaseEntry) -> Self {
+        Revoked {
+            entry,
+            writes: Vec::new(),
+        }
     }
 }
 

@@ -230,6 +230,9 @@ pub struct Mounted {
     pub entry: MountEntry,
     pub backend: Arc<dyn Backend>,
     pub storage: Arc<dyn Storage>,
+    /// `storage` as the view it is: the lease manager names an engine's writes in the
+    /// barrier's keys to commit them with a lease's removal.
+    pub view: Arc<View>,
 }
 
 /// The live routing table of both tables.
@@ -244,7 +247,7 @@ impl Router {
         Self::default()
     }
 
-    pub fn storage_for(barrier: Arc<dyn Storage>, entry: &MountEntry) -> Arc<dyn Storage> {
+    pub fn storage_for(barrier: Arc<dyn Storage>, entry: &MountEntry) -> Arc<View> {
         View::new(barrier, entry.data_prefix())
     }
 

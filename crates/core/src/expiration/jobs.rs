@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Expiration, ID_PREFIX, LeaseEntry, LeaseState};
+use super::{Expiration, ID_PREFIX, LeaseEntry, LeaseState, Revoked};
 use crate::{Error, Result};
 
 pub(super) const JOB_PREFIX: &str = "jobs/";
@@ -295,7 +295,7 @@ impl Expiration {
     ) -> Result<PageOutcome> {
         use futures_util::StreamExt;
         let done = page.len() as u64;
-        let results: Vec<(String, Result<Option<LeaseEntry>>)> = futures_util::stream::iter(page)
+        let results: Vec<(String, Result<Option<Revoked>>)> = futures_util::stream::iter(page)
             .map(|(key, raw)| async move {
                 let id = key[ID_PREFIX.len()..].to_string();
                 let r = match serde_json::from_slice::<LeaseEntry>(&raw) {
@@ -311,12 +311,12 @@ impl Expiration {
         let mut errors = Vec::new();
         for (id, r) in results {
             match r {
-                Ok(Some(e)) => revoked.push(e),
+                Ok(Some(r)) => revoked.push(r),
                 Ok(None) => {}
                 Err(e) => errors.push(format!("{id}: {e}")),
             }
         }
-        self.forget_many(&revoked).await?;
+        self.forget_many(revoked).await.map_err(|(err, _)| err)?;
         Ok(PageOutcome { done, errors })
     }
 
@@ -329,13 +329,13 @@ impl Expiration {
     /// One revocation of a job, through the worker pool. Returns the lease to forget (the
     /// caller forgets a page at once); a failure is recorded on the lease (retried with
     /// backoff) unless forced, when the lease is forgotten anyway.
-    async fn revoke_in_job(&self, e: LeaseEntry, force: bool) -> Result<Option<LeaseEntry>> {
+    async fn revoke_in_job(&self, e: LeaseEntry, force: bool) -> Result<Option<Revoked>> {
         let _permit = self.workers.acquire(&e.mount).await;
         match self.revoke_entry(&e).await {
-            Ok(()) => Ok(Some(e)),
+            Ok(writes) => Ok(Some(Revoked { entry: e, writes })),
             Err(err) if force => {
                 tracing::warn!(lease_id = %e.id, error = %err, "forced revocation dropped a lease whose backend revoke failed");
-                Ok(Some(e))
+                Ok(Some(Revoked::bare(e)))
             }
             Err(err) => {
                 let msg = err.to_string();

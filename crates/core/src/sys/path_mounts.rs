@@ -526,6 +526,7 @@ impl PathHandler for Remount {
             entry,
             backend: m.backend,
             storage: m.storage,
+            view: m.view,
         });
         core.save_table(&active, table).await?;
         let id = uuid::Uuid::new_v4().to_string();
