@@ -223,9 +223,6 @@ impl TokenStore {
         if custom && self.lookup_hash(&id_hash).await?.is_some() {
             return Err(Error::bad("cannot create a token with a duplicate ID"));
         }
-        if !p.parent.is_empty() && self.lookup_hash(&p.parent).await?.is_none() {
-            return Err(Error::bad("parent token not found"));
-        }
         let accessor = random_base62(ACCESSOR_LEN);
         let ttl = p.ttl.max(0);
         let entry = TokenEntry {
@@ -270,7 +267,10 @@ impl TokenStore {
             ));
         }
         self.commit_with_lease(ops, &entry).await?;
-        // A parent revoked while this child was written would leave it dangling: undo.
+        // The parent is checked once, after the write: before it would not do (a parent
+        // revoked while this child is written would leave it dangling), and the caller's
+        // token was checked moments ago anyway. A missing parent undoes the child, whose
+        // token was never handed out.
         if !entry.parent.is_empty() && self.lookup_hash(&entry.parent).await?.is_none() {
             self.revoke_tree(&id_hash).await?;
             return Err(Error::bad("parent token not found"));

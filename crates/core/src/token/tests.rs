@@ -1135,3 +1135,22 @@ async fn token_renew_racing_revoke_never_resurrects() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_child_of_a_missing_parent_is_refused_and_leaves_nothing() {
+    let h = harness().await;
+    let storage: Arc<dyn Storage> = h.raw.clone();
+    let before = storage.scan_keys("", None, 10_000).await.unwrap();
+    let p = CreateParams {
+        parent: "hnosuchparent".into(),
+        policies: vec!["default".into()],
+        ttl: 3600,
+        path: "auth/token/create".into(),
+        ..Default::default()
+    };
+    let err = h.store.create(p).await.unwrap_err();
+    assert!(err.to_string().contains("parent token not found"), "{err}");
+    // Written, found orphaned, undone: no token, accessor or parent link stays.
+    assert_eq!(storage.scan_keys("", None, 10_000).await.unwrap(), before);
+    assert_eq!(h.hooks.count("revoked"), 1);
+}
