@@ -572,18 +572,18 @@ impl Core {
             r.renewable = secret.renewable;
             r.warnings.extend(warning);
         }
-        if mounted.entry.table == Table::Auth && mounted.entry.kind != "token" {
-            if let Some(auth) = r.auth.as_mut().filter(|a| a.client_token.is_empty()) {
-                let sys_view = system_view(mounted, self.system_ttls());
-                let mut params = CreateParams::from_auth(auth, &req.path);
-                params.mount_accessor = mounted.entry.accessor.clone();
-                let warning =
-                    params.apply_ttl(TtlLimits::from(&sys_view), self.clock.now_unix())?;
-                let (client_token, entry) = active.tokens.create(params).await?;
-                let lease = entry.ttl_remaining(self.clock.now_unix());
-                *auth = entry.auth(&client_token, lease);
-                r.warnings.extend(warning);
-            }
+        if mounted.entry.table == Table::Auth
+            && mounted.entry.kind != "token"
+            && let Some(auth) = r.auth.as_mut().filter(|a| a.client_token.is_empty())
+        {
+            let sys_view = system_view(mounted, self.system_ttls());
+            let mut params = CreateParams::from_auth(auth, &req.path);
+            params.mount_accessor = mounted.entry.accessor.clone();
+            let warning = params.apply_ttl(TtlLimits::from(&sys_view), self.clock.now_unix())?;
+            let (client_token, entry) = active.tokens.create(params).await?;
+            let lease = entry.ttl_remaining(self.clock.now_unix());
+            *auth = entry.auth(&client_token, lease);
+            r.warnings.extend(warning);
         }
         Ok(())
     }

@@ -37,14 +37,15 @@ pub fn parse_str(s: &str) -> Result<i64, String> {
     if s.is_empty() {
         return Ok(0);
     }
-    if let Some(days) = s.strip_suffix('d') {
-        if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) {
-            return days
-                .parse::<i64>()
-                .ok()
-                .and_then(|d| d.checked_mul(86_400))
-                .ok_or_else(|| format!("time: invalid duration \"{s}\""));
-        }
+    if let Some(days) = s.strip_suffix('d')
+        && !days.is_empty()
+        && days.bytes().all(|b| b.is_ascii_digit())
+    {
+        return days
+            .parse::<i64>()
+            .ok()
+            .and_then(|d| d.checked_mul(86_400))
+            .ok_or_else(|| format!("time: invalid duration \"{s}\""));
     }
     let digits = s.strip_prefix('-').unwrap_or(s);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {

@@ -650,10 +650,10 @@ impl Expiration {
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             for (_, raw) in page {
-                if let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw) {
-                    if e.state == LeaseState::Irrevocable {
-                        out.push(e);
-                    }
+                if let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw)
+                    && e.state == LeaseState::Irrevocable
+                {
+                    out.push(e);
                 }
             }
         }

@@ -277,10 +277,10 @@ fn merge_captures(req: &Request, m: &Matched<'_>) -> (Map<String, Value>, Vec<St
     let mut data = req.data.clone();
     let mut replaced = Vec::new();
     for (k, v) in &m.captures {
-        if let Some(old) = data.get(k) {
-            if old != v {
-                replaced.push(k.clone());
-            }
+        if let Some(old) = data.get(k)
+            && old != v
+        {
+            replaced.push(k.clone());
         }
         data.insert(k.clone(), v.clone());
     }

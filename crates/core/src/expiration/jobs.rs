@@ -107,10 +107,11 @@ impl Expiration {
     async fn prune_jobs(&self) -> Result<()> {
         let cutoff = self.clock.now_unix() - JOB_RETENTION_SECS;
         for id in self.job_ids().await? {
-            if let Some(job) = self.job(&id).await? {
-                if job.state == JobState::Done && job.finished < cutoff {
-                    self.storage.delete(&format!("{JOB_PREFIX}{id}")).await?;
-                }
+            if let Some(job) = self.job(&id).await?
+                && job.state == JobState::Done
+                && job.finished < cutoff
+            {
+                self.storage.delete(&format!("{JOB_PREFIX}{id}")).await?;
             }
         }
         Ok(())
@@ -177,12 +178,12 @@ impl Expiration {
     pub async fn resume_jobs(self: &Arc<Self>) -> Result<usize> {
         let mut n = 0;
         for id in self.job_ids().await? {
-            if let Some(job) = self.job(&id).await? {
-                if job.state == JobState::Running {
-                    tracing::info!(job = %id, prefix = %job.prefix, done = job.done, "resuming revoke-prefix job");
-                    self.spawn_job(job);
-                    n += 1;
-                }
+            if let Some(job) = self.job(&id).await?
+                && job.state == JobState::Running
+            {
+                tracing::info!(job = %id, prefix = %job.prefix, done = job.done, "resuming revoke-prefix job");
+                self.spawn_job(job);
+                n += 1;
             }
         }
         Ok(n)

@@ -212,15 +212,15 @@ impl FieldData {
             ..Default::default()
         };
         for f in fields {
-            if let Some(v) = out.raw.get(f.name) {
-                if let Some(p) = parse(f.name, f.kind, v)? {
-                    out.values.insert(f.name.to_string(), p);
-                }
+            if let Some(v) = out.raw.get(f.name)
+                && let Some(p) = parse(f.name, f.kind, v)?
+            {
+                out.values.insert(f.name.to_string(), p);
             }
-            if let Some(d) = &f.default {
-                if let Some(p) = parse(f.name, f.kind, d)? {
-                    out.defaults.insert(f.name.to_string(), p);
-                }
+            if let Some(d) = &f.default
+                && let Some(p) = parse(f.name, f.kind, d)?
+            {
+                out.defaults.insert(f.name.to_string(), p);
             }
         }
         let unknown = out

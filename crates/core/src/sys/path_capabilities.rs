@@ -94,10 +94,10 @@ impl PathHandler for Capabilities {
             let caps = acl.capabilities(p.trim_start_matches('/'));
             data.insert(p.clone(), json!(caps));
         }
-        if paths.len() == 1 {
-            if let Some(v) = data.get(&paths[0]).cloned() {
-                data.insert("capabilities".into(), v);
-            }
+        if paths.len() == 1
+            && let Some(v) = data.get(&paths[0]).cloned()
+        {
+            data.insert("capabilities".into(), v);
         }
         let mut r = Response::data(data);
         r.legacy_top_level = true;

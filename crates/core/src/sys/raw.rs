@@ -81,13 +81,12 @@ fn status_json(core: &Core, s: &SealStatus) -> Value {
         "recovery_seal": false,
         "storage_type": core.physical.kind(),
     });
-    if !s.sealed {
-        if let Some(o) = v.as_object_mut() {
-            if let Some(a) = core.active() {
-                o.insert("cluster_name".into(), json!(a.cluster_name));
-                o.insert("cluster_id".into(), json!(a.cluster_id));
-            }
-        }
+    if !s.sealed
+        && let Some(o) = v.as_object_mut()
+        && let Some(a) = core.active()
+    {
+        o.insert("cluster_name".into(), json!(a.cluster_name));
+        o.insert("cluster_id".into(), json!(a.cluster_id));
     }
     v
 }
@@ -160,20 +159,17 @@ async fn health(core: &Arc<Core>, q: &Map<String, Value>, head: bool) -> Result<
         "echo_duration_ms": 0,
         "clock_skew_ms": 0,
     });
-    if !sealed {
-        if let Some(o) = body.as_object_mut() {
-            if let Some(a) = core.active() {
-                o.insert("cluster_name".into(), json!(a.cluster_name));
-                o.insert("cluster_id".into(), json!(a.cluster_id));
-            }
-        }
+    if !sealed
+        && let Some(o) = body.as_object_mut()
+        && let Some(a) = core.active()
+    {
+        o.insert("cluster_name".into(), json!(a.cluster_name));
+        o.insert("cluster_id".into(), json!(a.cluster_id));
     }
     let status = u16::try_from(status).map_err(|_| Error::bad("invalid status code"))?;
     let mut r = Response::raw(status, body);
-    if head {
-        if let Some(raw) = r.raw.as_mut() {
-            raw.body = None;
-        }
+    if head && let Some(raw) = r.raw.as_mut() {
+        raw.body = None;
     }
     Ok(r)
 }
