@@ -833,11 +833,7 @@ impl Expiration {
                 }
                 continue;
             }
-            let wait = self
-                .schedule
-                .next_due()
-                .map(|t| Duration::from_millis((t * 1000 - now_ms).clamp(1, 1000) as u64))
-                .unwrap_or(Duration::from_secs(1));
+            let wait = self.schedule.plan_sleep(now_ms, Duration::from_secs(1));
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = self.schedule.notified() => {},

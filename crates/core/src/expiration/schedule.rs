@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use foldhash::fast::RandomState;
 use parking_lot::Mutex;
@@ -12,10 +13,23 @@ use tokio::sync::Notify;
 /// removals hash the id instead of comparing long ids in a tree.
 type Bucket = HashSet<Arc<str>, RandomState>;
 
-#[derive(Default)]
 struct Inner {
     by_time: BTreeMap<i64, Bucket>,
     by_id: HashMap<Arc<str>, i64, RandomState>,
+    /// When the scheduler next wakes by itself (Unix ms; `i64::MAX` until it first plans a
+    /// sleep, so every insert wakes it). Only a lease due before then needs to wake it:
+    /// waking it for every issuance and renewal cost a thread wake-up each.
+    wakes_at_ms: i64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            by_time: BTreeMap::new(),
+            by_id: HashMap::default(),
+            wakes_at_ms: i64::MAX,
+        }
+    }
 }
 
 impl Inner {
@@ -55,8 +69,16 @@ impl Schedule {
     }
 
     pub fn insert(&self, id: &str, expire_at: i64) {
-        self.inner.lock().insert(id, expire_at);
-        self.notify.notify_one();
+        let mut g = self.inner.lock();
+        g.insert(id, expire_at);
+        // Read under the lock the scheduler plans its sleep under: an insert either comes
+        // before the plan (which then sees it) or sees the plan. A wake-up sent before the
+        // scheduler waits is kept for it (`Notify` stores one).
+        let sooner = expire_at.saturating_mul(1000) < g.wakes_at_ms;
+        drop(g);
+        if sooner {
+            self.notify.notify_one();
+        }
     }
 
     /// Inserts a page of the restore under one lock. An id already scheduled keeps its
@@ -83,7 +105,7 @@ impl Schedule {
     /// Takes up to `max` leases due at `now`, earliest second first.
     pub fn pop_due(&self, now: i64, max: usize) -> Vec<String> {
         let mut g = self.inner.lock();
-        let Inner { by_time, by_id } = &mut *g;
+        let Inner { by_time, by_id, .. } = &mut *g;
         let mut out = Vec::new();
         while out.len() < max {
             let Some(mut first) = by_time.first_entry() else {
@@ -110,6 +132,23 @@ impl Schedule {
         self.inner.lock().by_time.first_key_value().map(|(t, _)| *t)
     }
 
+    /// How long the scheduler sleeps from `now_ms` (Unix ms): until the next lease is due,
+    /// at least 1 ms and at most `longest`. Records the wake time, so inserts due later do
+    /// not wake it.
+    pub fn plan_sleep(&self, now_ms: i64, longest: Duration) -> Duration {
+        let longest_ms = i64::try_from(longest.as_millis()).unwrap_or(i64::MAX);
+        let mut g = self.inner.lock();
+        let wait_ms = match g.by_time.first_key_value() {
+            Some((t, _)) => t
+                .saturating_mul(1000)
+                .saturating_sub(now_ms)
+                .clamp(1, longest_ms),
+            None => longest_ms,
+        };
+        g.wakes_at_ms = now_ms.saturating_add(wait_ms);
+        Duration::from_millis(wait_ms.max(0) as u64)
+    }
+
     pub fn expiry_of(&self, id: &str) -> Option<i64> {
         self.inner.lock().by_id.get(id).copied()
     }
@@ -126,6 +165,7 @@ impl Schedule {
         let mut g = self.inner.lock();
         g.by_time.clear();
         g.by_id.clear();
+        g.wakes_at_ms = i64::MAX;
     }
 
     pub async fn notified(&self) {
@@ -136,6 +176,44 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a wake-up is waiting for the scheduler.
+    fn woken(s: &Schedule) -> bool {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let fut = s.notified();
+        let mut fut = std::pin::pin!(fut);
+        matches!(
+            fut.as_mut().poll(&mut Context::from_waker(Waker::noop())),
+            Poll::Ready(())
+        )
+    }
+
+    #[test]
+    fn only_a_lease_due_before_the_planned_wake_up_wakes_the_scheduler() {
+        let s = Schedule::new();
+        // Before any plan every insert wakes it.
+        s.insert("a", 100);
+        assert!(woken(&s));
+        // Planned at t = 50 s: sleeps until "a" is due, 50 s on (capped at 60 s).
+        let wait = s.plan_sleep(50_000, Duration::from_secs(60));
+        assert_eq!(wait, Duration::from_secs(50));
+        s.insert("later", 200);
+        s.insert("same", 100);
+        assert!(!woken(&s), "due at or after the wake-up: no wake-up");
+        s.insert("sooner", 70);
+        assert!(woken(&s));
+        // Nothing scheduled: it sleeps the longest, and a lease due within it wakes it.
+        s.clear();
+        assert_eq!(
+            s.plan_sleep(50_000, Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+        s.insert("x", 51);
+        assert!(!woken(&s));
+        s.insert("y", 50);
+        assert!(woken(&s));
+    }
 
     #[test]
     fn orders_and_moves() {
