@@ -542,18 +542,24 @@ impl Expiration {
 
     /// Revokes one lease through its backend, then forgets it. Unknown ids succeed.
     pub async fn revoke(&self, id: &str, force: bool) -> Result<()> {
+        self.revoke_recorded(id, force).await.map(|_| ())
+    }
+
+    /// As `revoke`; `Ok(false)` when no lease was recorded under `id`.
+    async fn revoke_recorded(&self, id: &str, force: bool) -> Result<bool> {
         let Some(e) = self.load(id).await? else {
             self.schedule.remove(id);
-            return Ok(());
+            return Ok(false);
         };
         match self.revoke_entry(&e).await {
-            Ok(writes) => self.forget(Revoked { entry: e, writes }).await,
+            Ok(writes) => self.forget(Revoked { entry: e, writes }).await?,
             Err(err) if force => {
                 tracing::warn!(lease_id = %e.id, error = %err, "forced revocation dropped a lease whose backend revoke failed");
-                self.forget(Revoked::bare(e)).await
+                self.forget(Revoked::bare(e)).await?
             }
-            Err(err) => Err(Error::bad(format!("failed to revoke entry: {err}"))),
+            Err(err) => return Err(Error::bad(format!("failed to revoke entry: {err}"))),
         }
+        Ok(true)
     }
 
     /// Revokes a lease through its backend. Returns the writes the engine made doing so,
@@ -692,13 +698,14 @@ impl Expiration {
             let page = self.storage.scan(&prefix, after.as_deref(), 500).await?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
-            // A revoked lease's removal takes its link with it; the links still here after
-            // a revocation succeeded named leases already gone, and go in one batch.
-            let revoked: Vec<String> = futures_util::stream::iter(page)
+            // A revoked lease's removal takes its link with it; links naming leases already
+            // gone are left over, and go in one batch.
+            let dangling: Vec<WriteOp> = futures_util::stream::iter(page)
                 .map(|(key, raw)| async move {
                     let id = String::from_utf8_lossy(&raw).to_string();
-                    match self.revoke(&id, false).await {
-                        Ok(()) => Some(key),
+                    match self.revoke_recorded(&id, false).await {
+                        Ok(true) => None,
+                        Ok(false) => Some(WriteOp::Delete(key)),
                         Err(e) => {
                             // The lease stays recorded and is retried by the scheduler.
                             tracing::warn!(lease_id = %id, error = %e, "revocation with its token failed; queued for retry");
@@ -711,12 +718,6 @@ impl Expiration {
                 .filter_map(std::future::ready)
                 .collect()
                 .await;
-            let mut dangling = Vec::new();
-            for key in revoked {
-                if self.storage.get(&key).await?.is_some() {
-                    dangling.push(WriteOp::Delete(key));
-                }
-            }
             if !dangling.is_empty() {
                 self.storage.batch(dangling).await?;
             }

@@ -31,9 +31,26 @@ impl View {
     }
 
     /// Whether `other` is the very storage below this view: writes of two views over the
-    /// same storage can then share one atomic batch (see `absolute`).
-    pub fn is_over(&self, other: &Arc<dyn Storage>) -> bool {
+    /// same storage can then share one atomic batch (see `joining`).
+    fn is_over(&self, other: &Arc<dyn Storage>) -> bool {
         std::ptr::addr_eq(Arc::as_ptr(&self.inner), Arc::as_ptr(other))
+    }
+
+    /// `ops` ready to join one atomic batch in `root` with another view's writes: named in
+    /// `root`'s keys when this view is over `root`; otherwise committed here, on their own,
+    /// and nothing is left to join.
+    pub async fn joining(
+        &self,
+        root: &Arc<dyn Storage>,
+        ops: Vec<WriteOp>,
+    ) -> Result<Vec<WriteOp>> {
+        if self.is_over(root) {
+            return self.absolute(ops);
+        }
+        if !ops.is_empty() {
+            self.inner.batch(self.absolute(ops)?).await?;
+        }
+        Ok(Vec::new())
     }
 
     /// `ops` with their keys named in the inner storage, to be batched there together with

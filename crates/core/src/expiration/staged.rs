@@ -32,12 +32,8 @@ impl Staged {
     /// The held writes, named in `root`'s keys to be batched with the lease's removal; if
     /// the mount is not a view of `root` they are committed here, on their own.
     pub(super) async fn for_root(&self, root: &Arc<dyn Storage>) -> Result<Vec<WriteOp>> {
-        if self.mount.is_over(root) {
-            let held = std::mem::take(&mut *self.held.lock());
-            return self.mount.absolute(held);
-        }
-        self.commit().await?;
-        Ok(Vec::new())
+        let held = std::mem::take(&mut *self.held.lock());
+        self.mount.joining(root, held).await
     }
 
     /// Commits the held writes through the mount's view.

@@ -200,14 +200,9 @@ impl TokenStore {
             }
         };
         let lease = hooks.token_lease_writes(entry)?;
-        if self.view.is_over(&lease.root) {
-            let mut all = self.view.absolute(ops)?;
-            all.extend(lease.ops);
-            lease.root.batch(all).await?;
-        } else {
-            self.storage.batch(ops).await?;
-            lease.root.batch(lease.ops).await?;
-        }
+        let mut all = self.view.joining(&lease.root, ops).await?;
+        all.extend(lease.ops);
+        lease.root.batch(all).await?;
         hooks.token_lease_recorded(entry);
         Ok(())
     }
