@@ -9,6 +9,7 @@
 //! audit "file" "file" { options { file_path = "/var/log/lessor/audit.log" } }
 //! unsafe_allow_api_audit_creation = true   # false: file devices only from this file
 //! telemetry { metrics_address = "127.0.0.1:9102" }   # unauthenticated metrics listener
+//! cache_size = 131072   # entries in the storage read cache; disable_cache = true turns it off
 //! ```
 
 use std::collections::BTreeMap;
@@ -65,6 +66,10 @@ pub struct Config {
     /// Whether `sys/audit/:path` may enable `file` devices (default true).
     pub unsafe_allow_api_audit_creation: Option<bool>,
     pub telemetry: TelemetryConfig,
+    /// Entries in the physical read cache (Vault's `cache_size`; default 131072).
+    pub cache_size: Option<usize>,
+    /// Vault's `disable_cache`: every read goes to the storage backend.
+    pub disable_cache: bool,
 }
 
 /// `audit "<type>" "<path>" { description = "..." options { ... } }`, or
@@ -159,6 +164,17 @@ fn as_bool(v: Option<&Value>) -> Result<bool, String> {
         Some(Value::Number(n)) => Ok(n.as_i64() != Some(0)),
         Some(other) => Err(format!("invalid boolean {other}")),
     }
+}
+
+/// A non-negative whole number, written as one or as a string (Vault takes both).
+fn count(v: &Value) -> Result<usize, String> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("expected a non-negative whole number, got {v}"))
 }
 
 fn duration(v: &Value, key: &str) -> Result<i64, String> {
@@ -297,6 +313,11 @@ impl Config {
                 }
             }
         }
+        if let Some(v) = root.get("cache_size") {
+            cfg.cache_size = Some(count(v).map_err(|e| format!("cache_size: {e}"))?);
+        }
+        cfg.disable_cache =
+            as_bool(root.get("disable_cache")).map_err(|e| format!("disable_cache: {e}"))?;
         if let Some(v) = root.get("pending_lease_deadline") {
             cfg.pending_lease_deadline = Some(duration(v, "pending_lease_deadline")?);
         }
@@ -408,6 +429,23 @@ mod tests {
             c.telemetry.metrics_address.as_deref(),
             Some("127.0.0.1:9102")
         );
+    }
+
+    #[test]
+    fn cache_settings() {
+        let c = Config::parse("cache_size = \"1000\"\ndisable_cache = true").unwrap();
+        assert_eq!((c.cache_size, c.disable_cache), (Some(1000), true));
+        let c = Config::parse("cache_size = 5").unwrap();
+        assert_eq!((c.cache_size, c.disable_cache), (Some(5), false));
+        let c = Config::parse("").unwrap();
+        assert_eq!((c.cache_size, c.disable_cache), (None, false));
+        for bad in [
+            "cache_size = -1",
+            "cache_size = \"many\"",
+            "disable_cache = \"perhaps\"",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -159,6 +159,8 @@ async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), S
         cfg.log_format = c.log_format.or(cfg.log_format);
         cfg.ui |= c.ui;
         cfg.pending_lease_deadline = c.pending_lease_deadline.or(cfg.pending_lease_deadline);
+        cfg.cache_size = c.cache_size.or(cfg.cache_size);
+        cfg.disable_cache |= c.disable_cache;
         cfg.audit.extend(c.audit);
         cfg.unsafe_allow_api_audit_creation = c
             .unsafe_allow_api_audit_creation
@@ -196,6 +198,13 @@ async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), S
         return Err("at least one listener must be configured".into());
     }
     let storage = open_storage(cfg.storage.as_ref())?;
+    let cache_size = match cfg.disable_cache {
+        true => 0,
+        false => cfg
+            .cache_size
+            .unwrap_or(lessor_storage::cache::DEFAULT_CACHE_SIZE),
+    };
+    let storage = lessor_storage::cache::Cached::wrap(storage, cache_size);
     let mut core_cfg = CoreConfig::default();
     if let Some(d) = cfg.default_lease_ttl.filter(|d| *d > 0) {
         core_cfg.default_lease_ttl = d;

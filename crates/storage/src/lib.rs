@@ -4,11 +4,14 @@
 //! barrier, so a backend never sees plaintext). The trait knows nothing of its
 //! implementations; `conformance` is the one suite they all pass.
 //!
+//! `cache` is the read cache in front of a backend (Vault's `cache_size`).
+//!
 //! Backends: `inmem` (dev mode, tests) and `file` (the durable default, fjall with group
 //! commit; docs/decisions/storage.md has the measurements behind it).
 
 use async_trait::async_trait;
 
+pub mod cache;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod file;

@@ -1,0 +1,371 @@
+//! The physical read cache (Vault's `cache_size` / `disable_cache`): recently read entries,
+//! still barrier ciphertext, kept in memory in front of a backend, so hot keys (tokens,
+//! policies, KV reads) do not go to the storage engine. On `file` that also keeps them away
+//! from the engine's own locks, which a flush holds for milliseconds: readers then wait out
+//! a revoke-prefix or an expiry burst without stalling.
+//!
+//! Only reads fill it; a write removes the keys it names once the backend has applied it.
+//! A read that missed and raced a write would otherwise put back the value the write just
+//! replaced, so each shard counts its invalidations and a read's result is kept only if
+//! none happened in its shard while it read. Negative answers (no such key) are cached too.
+//!
+//! Replacement is CLOCK (second chance): an entry read since the hand last passed survives
+//! one more turn. Large values are not cached; they would push out many small hot ones.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use foldhash::fast::RandomState;
+use parking_lot::Mutex;
+
+use crate::{HaLock, Result, Storage, WriteOp};
+
+/// Vault's default `cache_size`, in entries.
+pub const DEFAULT_CACHE_SIZE: usize = 131_072;
+/// Values above this many bytes are read through, never kept.
+const MAX_VALUE_BYTES: usize = 64 * 1024;
+const SHARDS: usize = 64;
+
+/// What the cache holds for a key: its value, or that it has none.
+type Entry = Option<Arc<[u8]>>;
+
+struct Slot {
+    key: Arc<str>,
+    value: Entry,
+    /// Read since the clock hand last passed.
+    referenced: bool,
+}
+
+#[derive(Default)]
+struct Shard {
+    index: HashMap<Arc<str>, usize, RandomState>,
+    slots: Vec<Slot>,
+    hand: usize,
+    /// Invalidations so far; a read that saw another count keeps nothing.
+    version: u64,
+}
+
+impl Shard {
+    fn get(&mut self, key: &str) -> Option<Entry> {
+        let i = *self.index.get(key)?;
+        let slot = &mut self.slots[i];
+        slot.referenced = true;
+        Some(slot.value.clone())
+    }
+
+    fn insert(&mut self, key: &str, value: Entry, capacity: usize) {
+        if let Some(&i) = self.index.get(key) {
+            self.slots[i].value = value;
+            return;
+        }
+        let key: Arc<str> = key.into();
+        let slot = Slot {
+            key: key.clone(),
+            value,
+            referenced: false,
+        };
+        if self.slots.len() < capacity {
+            self.index.insert(key, self.slots.len());
+            self.slots.push(slot);
+            return;
+        }
+        // Give every referenced entry a second chance; a full turn finds one not referenced.
+        loop {
+            let hand = self.hand % self.slots.len();
+            self.hand = hand + 1;
+            let victim = &mut self.slots[hand];
+            if std::mem::take(&mut victim.referenced) {
+                continue;
+            }
+            self.index.remove(&victim.key);
+            self.index.insert(key, hand);
+            *victim = slot;
+            return;
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        let Some(i) = self.index.remove(key) else {
+            return;
+        };
+        self.slots.swap_remove(i);
+        if let Some(moved) = self.slots.get(i) {
+            self.index.insert(moved.key.clone(), i);
+        }
+    }
+}
+
+/// Counters for `sys/metrics` and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// A backend behind a read cache of at most `size` entries.
+pub struct Cached {
+    inner: Arc<dyn Storage>,
+    shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
+    hasher: RandomState,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Cached {
+    /// Wraps `inner`, or returns it unwrapped when `size` is 0 or when it is shared between
+    /// nodes (it has an HA lock): another node's writes would not invalidate this cache.
+    pub fn wrap(inner: Arc<dyn Storage>, size: usize) -> Arc<dyn Storage> {
+        if size == 0 || inner.ha_lock().is_some() {
+            return inner;
+        }
+        Arc::new(Self::new(inner, size))
+    }
+
+    pub fn new(inner: Arc<dyn Storage>, size: usize) -> Self {
+        let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
+        Cached {
+            inner,
+            shards,
+            per_shard: size.div_ceil(SHARDS).max(1),
+            hasher: RandomState::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<Shard> {
+        let h = self.hasher.hash_one(key);
+        // The high bits pick the shard; a map's buckets come from the low bits.
+        &self.shards[(h >> 58) as usize % SHARDS]
+    }
+
+    /// Drops the keys a write named, after the backend applied it (or failed: then what it
+    /// holds is unknown, and dropping is still right).
+    fn invalidate<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        for key in keys {
+            let mut shard = self.shard(key).lock();
+            shard.version += 1;
+            shard.remove(key);
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for Cached {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let shard = self.shard(key);
+        let version = {
+            let mut g = shard.lock();
+            if let Some(entry) = g.get(key) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(entry.map(|v| v.to_vec()));
+            }
+            g.version
+        };
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let value = self.inner.get(key).await?;
+        if value.as_ref().is_none_or(|v| v.len() <= MAX_VALUE_BYTES) {
+            let mut g = shard.lock();
+            if g.version == version {
+                g.insert(key, value.as_deref().map(Arc::from), self.per_shard);
+            }
+        }
+        Ok(value)
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        let out = self.inner.put(key, value).await;
+        self.invalidate([key]);
+        out
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let out = self.inner.delete(key).await;
+        self.invalidate([key]);
+        out
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        self.inner.scan(prefix, after, limit).await
+    }
+
+    async fn scan_keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        self.inner.scan_keys(prefix, after, limit).await
+    }
+
+    async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
+        // The keys outlive the ops, which the backend takes.
+        let keys: Vec<String> = ops.iter().map(|op| op.key().to_string()).collect();
+        let out = self.inner.batch(ops).await;
+        self.invalidate(keys.iter().map(String::as_str));
+        out
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn ha_lock(&self) -> Option<Arc<dyn HaLock>> {
+        self.inner.ha_lock()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inmem::InMem;
+    use tokio::sync::Notify;
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite() {
+        crate::conformance::run_all(|| Arc::new(Cached::new(Arc::new(InMem::new()), 64))).await;
+        // So small that every suite step evicts.
+        crate::conformance::run_all(|| Arc::new(Cached::new(Arc::new(InMem::new()), 1))).await;
+    }
+
+    #[tokio::test]
+    async fn a_second_read_is_served_from_memory_and_a_write_is_seen_at_once() {
+        let inner: Arc<dyn Storage> = Arc::new(InMem::new());
+        let c = Cached::new(inner.clone(), 16);
+        c.put("a", b"1".to_vec()).await.unwrap();
+        assert_eq!(c.get("a").await.unwrap(), Some(b"1".to_vec()));
+        assert_eq!(c.get("a").await.unwrap(), Some(b"1".to_vec()));
+        assert_eq!(c.get("none").await.unwrap(), None);
+        assert_eq!(c.get("none").await.unwrap(), None);
+        assert_eq!(c.stats(), CacheStats { hits: 2, misses: 2 });
+        // Served from memory: the backend changed under it is not seen...
+        inner.put("a", b"behind".to_vec()).await.unwrap();
+        assert_eq!(c.get("a").await.unwrap(), Some(b"1".to_vec()));
+        // ...but every write through the cache is, put, batch and delete alike.
+        c.batch(vec![
+            WriteOp::Put("a".into(), b"2".to_vec()),
+            WriteOp::Put("none".into(), b"3".to_vec()),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(c.get("a").await.unwrap(), Some(b"2".to_vec()));
+        assert_eq!(c.get("none").await.unwrap(), Some(b"3".to_vec()));
+        c.delete("a").await.unwrap();
+        assert_eq!(c.get("a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn large_values_are_read_through() {
+        let c = Cached::new(Arc::new(InMem::new()), 16);
+        c.put("big", vec![7; MAX_VALUE_BYTES + 1]).await.unwrap();
+        c.get("big").await.unwrap();
+        c.get("big").await.unwrap();
+        assert_eq!(c.stats().hits, 0);
+    }
+
+    #[test]
+    fn the_clock_keeps_a_recently_read_entry_and_evicts_one_not_read() {
+        let mut s = Shard::default();
+        for k in ["a", "b", "c"] {
+            s.insert(k, None, 3);
+        }
+        assert!(s.get("a").is_some());
+        s.insert("d", None, 3);
+        // "a" was read, so it had a second chance; "b" was the first not read.
+        assert!(s.get("a").is_some());
+        assert!(s.get("b").is_none());
+        assert!(s.get("c").is_some() && s.get("d").is_some());
+        s.remove("a");
+        s.remove("zzz");
+        assert!(s.get("a").is_none());
+        assert!(s.get("c").is_some() && s.get("d").is_some());
+        assert_eq!(s.slots.len(), s.index.len());
+    }
+
+    /// A backend whose next `get` returns what it read, then waits to be let go: the race of
+    /// a slow read with a write, played in the order that would leave a stale entry.
+    struct HeldRead {
+        inner: InMem,
+        read_done: Notify,
+        release: Notify,
+        hold: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl Storage for HeldRead {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+            let v = self.inner.get(key).await?;
+            if self.hold.swap(false, Ordering::SeqCst) {
+                self.read_done.notify_one();
+                self.release.notified().await;
+            }
+            Ok(v)
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+            self.inner.put(key, value).await
+        }
+        async fn delete(&self, key: &str) -> Result<()> {
+            self.inner.delete(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+            self.inner.list(prefix).await
+        }
+        async fn scan(
+            &self,
+            prefix: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<(String, Vec<u8>)>> {
+            self.inner.scan(prefix, after, limit).await
+        }
+        async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
+            self.inner.batch(ops).await
+        }
+        fn kind(&self) -> &'static str {
+            "held"
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_that_raced_a_write_does_not_cache_the_old_value() {
+        let backend = Arc::new(HeldRead {
+            inner: InMem::new(),
+            read_done: Notify::new(),
+            release: Notify::new(),
+            hold: false.into(),
+        });
+        backend.put("k", b"old".to_vec()).await.unwrap();
+        let c = Arc::new(Cached::new(backend.clone(), 16));
+        backend.hold.store(true, Ordering::SeqCst);
+        let reader = {
+            let c = c.clone();
+            tokio::spawn(async move { c.get("k").await.unwrap() })
+        };
+        // The reader has the old value in hand; the write lands before it can keep it.
+        backend.read_done.notified().await;
+        c.put("k", b"new".to_vec()).await.unwrap();
+        backend.release.notify_one();
+        assert_eq!(reader.await.unwrap(), Some(b"old".to_vec()));
+        assert_eq!(c.get("k").await.unwrap(), Some(b"new".to_vec()));
+    }
+}
