@@ -36,6 +36,9 @@ pub struct CoreConfig {
     pub version: String,
     /// Tests drive the scheduler themselves (`Expiration::run_due_now`) with a manual clock.
     pub manual_scheduler: bool,
+    /// Most lease records read ahead of their expiry into the storage read cache (see
+    /// `expiration/read_ahead.rs`); 0, the default, when there is no read cache.
+    pub read_ahead_leases: usize,
 }
 
 impl Default for CoreConfig {
@@ -48,6 +51,7 @@ impl Default for CoreConfig {
             api_addr: String::new(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             manual_scheduler: false,
+            read_ahead_leases: 0,
         }
     }
 }
@@ -228,6 +232,7 @@ impl Core {
             self.system_ttls(),
         ));
         expiration.set_token_store(&tokens);
+        expiration.set_read_ahead(self.config.read_ahead_leases);
         let quotas = crate::quota::LeaseQuotas::new(
             View::new(storage.clone(), "sys/quotas/"),
             View::new(storage.clone(), "sys/expire/"),

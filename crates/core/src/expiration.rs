@@ -10,6 +10,7 @@
 mod entry;
 mod events;
 mod jobs;
+mod read_ahead;
 mod restore;
 mod schedule;
 mod staged;
@@ -86,6 +87,7 @@ pub struct Expiration {
     pub events: Arc<LeaseEvents>,
     jobs: jobs::Jobs,
     markers: restore::Markers,
+    read_ahead: read_ahead::ReadAhead,
 }
 
 /// Revocations running at once, in all and per mount.
@@ -155,6 +157,7 @@ impl Expiration {
             workers: Workers::new(WORKERS, WORKERS_PER_MOUNT),
             jobs: jobs::Jobs::default(),
             markers: restore::Markers::default(),
+            read_ahead: read_ahead::ReadAhead::default(),
         })
     }
 
@@ -835,6 +838,9 @@ impl Expiration {
                 continue;
             }
             let wait = self.schedule.plan_sleep(now_ms, Duration::from_secs(1));
+            // Its wake-ups are at most a second apart, so each second is read ahead
+            // two to three seconds before it is due.
+            drop(self.read_ahead());
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = self.schedule.notified() => {},

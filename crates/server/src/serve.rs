@@ -205,7 +205,11 @@ async fn run(flags: Flags, factories: BTreeMap<String, Factory>) -> Result<(), S
             .unwrap_or(lessor_storage::cache::DEFAULT_CACHE_SIZE),
     };
     let storage = lessor_storage::cache::Cached::wrap(storage, cache_size);
-    let mut core_cfg = CoreConfig::default();
+    let mut core_cfg = CoreConfig {
+        // Three quarters of the cache at most, so a burst read ahead does not evict itself.
+        read_ahead_leases: cache_size / 4 * 3,
+        ..CoreConfig::default()
+    };
     if let Some(d) = cfg.default_lease_ttl.filter(|d| *d > 0) {
         core_cfg.default_lease_ttl = d;
     }

@@ -128,6 +128,19 @@ impl Schedule {
         out
     }
 
+    /// Up to `max` leases due in the seconds `from..=to`, earliest first, left scheduled.
+    pub fn due_between(&self, from: i64, to: i64, max: usize) -> Vec<(i64, String)> {
+        if from > to {
+            return Vec::new();
+        }
+        let g = self.inner.lock();
+        g.by_time
+            .range(from..=to)
+            .flat_map(|(t, bucket)| bucket.iter().map(move |id| (*t, id.to_string())))
+            .take(max)
+            .collect()
+    }
+
     pub fn next_due(&self) -> Option<i64> {
         self.inner.lock().by_time.first_key_value().map(|(t, _)| *t)
     }
@@ -213,6 +226,22 @@ mod tests {
         assert!(!woken(&s));
         s.insert("y", 50);
         assert!(woken(&s));
+    }
+
+    #[test]
+    fn due_between_peeks_in_order_and_leaves_the_leases_scheduled() {
+        let s = Schedule::new();
+        for (id, t) in [("a", 12), ("b", 10), ("c", 11), ("d", 13), ("e", 9)] {
+            s.insert(id, t);
+        }
+        let peek = s.due_between(10, 12, 10);
+        assert_eq!(
+            peek,
+            vec![(10, "b".into()), (11, "c".into()), (12, "a".into())]
+        );
+        assert_eq!(s.due_between(10, 12, 2).len(), 2);
+        assert!(s.due_between(12, 11, 10).is_empty());
+        assert_eq!(s.len(), 5);
     }
 
     #[test]
