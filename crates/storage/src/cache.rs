@@ -27,6 +27,10 @@ use crate::{HaLock, Result, Storage, WriteOp};
 pub const DEFAULT_CACHE_SIZE: usize = 131_072;
 /// Values above this many bytes are read through, never kept.
 const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Bytes the cache may hold per entry of its size, on average: entries are counted, as in
+/// Vault, and their bytes bounded too, so large values cannot make it grow without bound
+/// (128 MiB at the default size).
+const BYTES_PER_ENTRY: usize = 1024;
 const SHARDS: usize = 64;
 
 /// What the cache holds for a key: its value, or that it has none.
@@ -39,10 +43,25 @@ struct Slot {
     referenced: bool,
 }
 
+impl Slot {
+    fn bytes(&self) -> usize {
+        self.key.len() + self.value.as_ref().map_or(0, |v| v.len())
+    }
+}
+
+/// What one shard may hold.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    entries: usize,
+    bytes: usize,
+}
+
 #[derive(Default)]
 struct Shard {
     index: HashMap<Arc<str>, usize, RandomState>,
     slots: Vec<Slot>,
+    /// Key and value bytes held.
+    bytes: usize,
     hand: usize,
     /// Invalidations so far; a read that saw another count keeps nothing.
     version: u64,
@@ -56,42 +75,57 @@ impl Shard {
         Some(slot.value.clone())
     }
 
-    fn insert(&mut self, key: &str, value: Entry, capacity: usize) {
-        if let Some(&i) = self.index.get(key) {
-            self.slots[i].value = value;
-            return;
+    fn insert(&mut self, key: &str, value: Entry, limits: Limits) {
+        match self.index.get(key) {
+            Some(&i) => {
+                let slot = &mut self.slots[i];
+                self.bytes -= slot.bytes();
+                slot.value = value;
+                self.bytes += slot.bytes();
+            }
+            None => {
+                let key: Arc<str> = key.into();
+                let slot = Slot {
+                    key: key.clone(),
+                    value,
+                    referenced: false,
+                };
+                self.bytes += slot.bytes();
+                self.index.insert(key, self.slots.len());
+                self.slots.push(slot);
+            }
         }
-        let key: Arc<str> = key.into();
-        let slot = Slot {
-            key: key.clone(),
-            value,
-            referenced: false,
-        };
-        if self.slots.len() < capacity {
-            self.index.insert(key, self.slots.len());
-            self.slots.push(slot);
-            return;
+        while self.slots.len() > limits.entries || self.bytes > limits.bytes {
+            self.evict_one();
         }
-        // Give every referenced entry a second chance; a full turn finds one not referenced.
-        loop {
+    }
+
+    /// Evicts the first entry under the hand not read since it last passed; those read get
+    /// a second chance, so a full turn finds one.
+    fn evict_one(&mut self) {
+        while !self.slots.is_empty() {
             let hand = self.hand % self.slots.len();
-            self.hand = hand + 1;
-            let victim = &mut self.slots[hand];
-            if std::mem::take(&mut victim.referenced) {
+            if std::mem::take(&mut self.slots[hand].referenced) {
+                self.hand = hand + 1;
                 continue;
             }
-            self.index.remove(&victim.key);
-            self.index.insert(key, hand);
-            *victim = slot;
+            // The last entry moves into the hand's place and is looked at next.
+            self.hand = hand;
+            self.remove_at(hand);
             return;
         }
     }
 
     fn remove(&mut self, key: &str) {
-        let Some(i) = self.index.remove(key) else {
-            return;
-        };
-        self.slots.swap_remove(i);
+        if let Some(&i) = self.index.get(key) {
+            self.remove_at(i);
+        }
+    }
+
+    fn remove_at(&mut self, i: usize) {
+        let slot = self.slots.swap_remove(i);
+        self.bytes -= slot.bytes();
+        self.index.remove(&slot.key);
         if let Some(moved) = self.slots.get(i) {
             self.index.insert(moved.key.clone(), i);
         }
@@ -109,7 +143,7 @@ pub struct CacheStats {
 pub struct Cached {
     inner: Arc<dyn Storage>,
     shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
+    per_shard: Limits,
     hasher: RandomState,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -130,7 +164,13 @@ impl Cached {
         Cached {
             inner,
             shards,
-            per_shard: size.div_ceil(SHARDS).max(1),
+            per_shard: Limits {
+                entries: size.div_ceil(SHARDS).max(1),
+                bytes: size
+                    .saturating_mul(BYTES_PER_ENTRY)
+                    .div_ceil(SHARDS)
+                    .max(MAX_VALUE_BYTES + 1024),
+            },
             hasher: RandomState::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -283,14 +323,19 @@ mod tests {
         assert_eq!(c.stats().hits, 0);
     }
 
+    const ROOMY: Limits = Limits {
+        entries: 3,
+        bytes: usize::MAX,
+    };
+
     #[test]
     fn the_clock_keeps_a_recently_read_entry_and_evicts_one_not_read() {
         let mut s = Shard::default();
         for k in ["a", "b", "c"] {
-            s.insert(k, None, 3);
+            s.insert(k, None, ROOMY);
         }
         assert!(s.get("a").is_some());
-        s.insert("d", None, 3);
+        s.insert("d", None, ROOMY);
         // "a" was read, so it had a second chance; "b" was the first not read.
         assert!(s.get("a").is_some());
         assert!(s.get("b").is_none());
@@ -299,6 +344,29 @@ mod tests {
         s.remove("zzz");
         assert!(s.get("a").is_none());
         assert!(s.get("c").is_some() && s.get("d").is_some());
+        assert_eq!(s.slots.len(), s.index.len());
+        assert_eq!(s.bytes, 2);
+    }
+
+    #[test]
+    fn bytes_are_bounded_as_well_as_entries() {
+        let limits = Limits {
+            entries: 100,
+            bytes: 250,
+        };
+        let mut s = Shard::default();
+        let value = |n: usize| Some(Arc::from(vec![0u8; n]));
+        for k in ["a", "b"] {
+            s.insert(k, value(99), limits);
+        }
+        assert_eq!(s.bytes, 200);
+        // A third would pass the bound: the oldest not read goes.
+        s.insert("c", value(99), limits);
+        assert_eq!((s.slots.len(), s.bytes), (2, 200));
+        assert!(s.get("a").is_none());
+        // Replacing a value accounts for the difference.
+        s.insert("b", value(9), limits);
+        assert_eq!(s.bytes, 110);
         assert_eq!(s.slots.len(), s.index.len());
     }
 
