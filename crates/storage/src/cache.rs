@@ -13,6 +13,7 @@
 //! one more turn. Large values are not cached; they would push out many small hot ones.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +22,7 @@ use async_trait::async_trait;
 use foldhash::fast::RandomState;
 use parking_lot::Mutex;
 
-use crate::{HaLock, Result, Storage, WriteOp};
+use crate::{HaLock, Result, Storage, StorageError, WriteOp};
 
 /// Vault's default `cache_size`, in entries.
 pub const DEFAULT_CACHE_SIZE: usize = 131_072;
@@ -142,6 +143,11 @@ pub struct CacheStats {
 /// A backend behind a read cache of at most `size` entries.
 pub struct Cached {
     inner: Arc<dyn Storage>,
+    memory: Arc<Memory>,
+}
+
+/// The cached entries, shared with the tasks that write.
+struct Memory {
     shards: Box<[Mutex<Shard>]>,
     per_shard: Limits,
     hasher: RandomState,
@@ -149,41 +155,7 @@ pub struct Cached {
     misses: AtomicU64,
 }
 
-impl Cached {
-    /// Wraps `inner`, or returns it unwrapped when `size` is 0 or when it is shared between
-    /// nodes (it has an HA lock): another node's writes would not invalidate this cache.
-    pub fn wrap(inner: Arc<dyn Storage>, size: usize) -> Arc<dyn Storage> {
-        if size == 0 || inner.ha_lock().is_some() {
-            return inner;
-        }
-        Arc::new(Self::new(inner, size))
-    }
-
-    pub fn new(inner: Arc<dyn Storage>, size: usize) -> Self {
-        let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
-        Cached {
-            inner,
-            shards,
-            per_shard: Limits {
-                entries: size.div_ceil(SHARDS).max(1),
-                bytes: size
-                    .saturating_mul(BYTES_PER_ENTRY)
-                    .div_ceil(SHARDS)
-                    .max(MAX_VALUE_BYTES + 1024),
-            },
-            hasher: RandomState::default(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        }
-    }
-
-    pub fn stats(&self) -> CacheStats {
-        CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-        }
-    }
-
+impl Memory {
     fn shard(&self, key: &str) -> &Mutex<Shard> {
         let h = self.hasher.hash_one(key);
         // The high bits pick the shard; a map's buckets come from the low bits.
@@ -201,39 +173,97 @@ impl Cached {
     }
 }
 
+impl Cached {
+    /// Wraps `inner`, or returns it unwrapped when `size` is 0 or when it is shared between
+    /// nodes (it has an HA lock): another node's writes would not invalidate this cache.
+    pub fn wrap(inner: Arc<dyn Storage>, size: usize) -> Arc<dyn Storage> {
+        if size == 0 || inner.ha_lock().is_some() {
+            return inner;
+        }
+        Arc::new(Self::new(inner, size))
+    }
+
+    pub fn new(inner: Arc<dyn Storage>, size: usize) -> Self {
+        let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
+        let memory = Memory {
+            shards,
+            per_shard: Limits {
+                entries: size.div_ceil(SHARDS).max(1),
+                bytes: size
+                    .saturating_mul(BYTES_PER_ENTRY)
+                    .div_ceil(SHARDS)
+                    .max(MAX_VALUE_BYTES + 1024),
+            },
+            hasher: RandomState::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        };
+        Cached {
+            inner,
+            memory: Arc::new(memory),
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.memory.hits.load(Ordering::Relaxed),
+            misses: self.memory.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs a write, then drops the keys it names, on a task of its own. A caller that
+    /// stops waiting does not stop the write (the file backend's writer thread applies it
+    /// regardless), so it must not stop the invalidation either, or the cache would keep
+    /// the value the write replaced.
+    async fn write<W>(&self, keys: Vec<String>, write: W) -> Result<()>
+    where
+        W: Future<Output = Result<()>> + Send + 'static,
+    {
+        let memory = self.memory.clone();
+        tokio::spawn(async move {
+            let out = write.await;
+            memory.invalidate(keys.iter().map(String::as_str));
+            out
+        })
+        .await
+        .map_err(|e| StorageError::Io(format!("storage write task: {e}")))?
+    }
+}
+
 #[async_trait]
 impl Storage for Cached {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let shard = self.shard(key);
+        let memory = &self.memory;
+        let shard = memory.shard(key);
         let version = {
             let mut g = shard.lock();
             if let Some(entry) = g.get(key) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
+                memory.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(entry.map(|v| v.to_vec()));
             }
             g.version
         };
-        self.misses.fetch_add(1, Ordering::Relaxed);
+        memory.misses.fetch_add(1, Ordering::Relaxed);
         let value = self.inner.get(key).await?;
         if value.as_ref().is_none_or(|v| v.len() <= MAX_VALUE_BYTES) {
             let mut g = shard.lock();
             if g.version == version {
-                g.insert(key, value.as_deref().map(Arc::from), self.per_shard);
+                g.insert(key, value.as_deref().map(Arc::from), memory.per_shard);
             }
         }
         Ok(value)
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
-        let out = self.inner.put(key, value).await;
-        self.invalidate([key]);
-        out
+        let (inner, owned) = (self.inner.clone(), key.to_string());
+        let write = async move { inner.put(&owned, value).await };
+        self.write(vec![key.to_string()], write).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        let out = self.inner.delete(key).await;
-        self.invalidate([key]);
-        out
+        let (inner, owned) = (self.inner.clone(), key.to_string());
+        let write = async move { inner.delete(&owned).await };
+        self.write(vec![key.to_string()], write).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
@@ -261,9 +291,9 @@ impl Storage for Cached {
     async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
         // The keys outlive the ops, which the backend takes.
         let keys: Vec<String> = ops.iter().map(|op| op.key().to_string()).collect();
-        let out = self.inner.batch(ops).await;
-        self.invalidate(keys.iter().map(String::as_str));
-        out
+        let inner = self.inner.clone();
+        self.write(keys, async move { inner.batch(ops).await })
+            .await
     }
 
     fn kind(&self) -> &'static str {
@@ -412,6 +442,76 @@ mod tests {
         fn kind(&self) -> &'static str {
             "held"
         }
+    }
+
+    /// A backend whose writes are applied by a task of their own once released, whether
+    /// or not the caller still waits: as the file backend's writer thread does.
+    struct Deferred {
+        inner: Arc<InMem>,
+        entered: Arc<Notify>,
+        release: Arc<Notify>,
+    }
+
+    #[async_trait]
+    impl Storage for Deferred {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+            self.batch(vec![WriteOp::Put(key.into(), value)]).await
+        }
+        async fn delete(&self, key: &str) -> Result<()> {
+            self.batch(vec![WriteOp::Delete(key.into())]).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+            self.inner.list(prefix).await
+        }
+        async fn scan(
+            &self,
+            prefix: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<(String, Vec<u8>)>> {
+            self.inner.scan(prefix, after, limit).await
+        }
+        async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
+            let (inner, release) = (self.inner.clone(), self.release.clone());
+            let applied = tokio::spawn(async move {
+                release.notified().await;
+                inner.batch(ops).await
+            });
+            self.entered.notify_one();
+            applied.await.unwrap()
+        }
+        fn kind(&self) -> &'static str {
+            "deferred"
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_caller_stopped_waiting_still_empties_its_entry() {
+        let backend = Arc::new(Deferred {
+            inner: Arc::new(InMem::new()),
+            entered: Arc::new(Notify::new()),
+            release: Arc::new(Notify::new()),
+        });
+        backend.inner.put("k", b"old".to_vec()).await.unwrap();
+        let c = Arc::new(Cached::new(backend.clone(), 16));
+        assert_eq!(c.get("k").await.unwrap(), Some(b"old".to_vec()));
+        let caller = {
+            let c = c.clone();
+            tokio::spawn(async move { c.put("k", b"new".to_vec()).await })
+        };
+        // The write is with the backend; its caller goes away; then the backend applies it.
+        backend.entered.notified().await;
+        caller.abort();
+        assert!(caller.await.unwrap_err().is_cancelled());
+        backend.release.notify_one();
+        while backend.inner.get("k").await.unwrap() != Some(b"new".to_vec()) {
+            tokio::task::yield_now().await;
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(c.get("k").await.unwrap(), Some(b"new".to_vec()));
     }
 
     #[tokio::test]
