@@ -272,11 +272,8 @@ impl Expiration {
         self.schedule.remove(&entry.id);
     }
 
-    async fn forget(&self, mut r: Revoked) -> Result<()> {
-        let ops = self.removal(&mut r)?;
-        self.view.inner().batch(ops).await?;
-        self.forgotten(&r.entry);
-        Ok(())
+    async fn forget(&self, r: Revoked) -> Result<()> {
+        self.forget_many(vec![r]).await.map_err(|(err, _)| err)
     }
 
     /// Removes many revoked leases in one durable batch (expiry groups, revoke-prefix

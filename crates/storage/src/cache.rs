@@ -13,7 +13,6 @@
 //! one more turn. Large values are not cached; they would push out many small hot ones.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -210,24 +209,6 @@ impl Cached {
             misses: self.memory.misses.load(Ordering::Relaxed),
         }
     }
-
-    /// Runs a write, then drops the keys it names, on a task of its own. A caller that
-    /// stops waiting does not stop the write (the file backend's writer thread applies it
-    /// regardless), so it must not stop the invalidation either, or the cache would keep
-    /// the value the write replaced.
-    async fn write<W>(&self, keys: Vec<String>, write: W) -> Result<()>
-    where
-        W: Future<Output = Result<()>> + Send + 'static,
-    {
-        let memory = self.memory.clone();
-        tokio::spawn(async move {
-            let out = write.await;
-            memory.invalidate(keys.iter().map(String::as_str));
-            out
-        })
-        .await
-        .map_err(|e| StorageError::Io(format!("storage write task: {e}")))?
-    }
 }
 
 #[async_trait]
@@ -255,15 +236,11 @@ impl Storage for Cached {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
-        let (inner, owned) = (self.inner.clone(), key.to_string());
-        let write = async move { inner.put(&owned, value).await };
-        self.write(vec![key.to_string()], write).await
+        self.batch(vec![WriteOp::Put(key.to_string(), value)]).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        let (inner, owned) = (self.inner.clone(), key.to_string());
-        let write = async move { inner.delete(&owned).await };
-        self.write(vec![key.to_string()], write).await
+        self.batch(vec![WriteOp::Delete(key.to_string())]).await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
@@ -288,12 +265,21 @@ impl Storage for Cached {
         self.inner.scan_keys(prefix, after, limit).await
     }
 
+    /// Every write goes through here: the write, then dropping the keys it names, on a
+    /// task of its own. A caller that stops waiting does not stop the write (the file
+    /// backend's writer thread applies it regardless), so it must not stop the invalidation
+    /// either, or the cache would keep the value the write replaced.
     async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
         // The keys outlive the ops, which the backend takes.
         let keys: Vec<String> = ops.iter().map(|op| op.key().to_string()).collect();
-        let inner = self.inner.clone();
-        self.write(keys, async move { inner.batch(ops).await })
-            .await
+        let (inner, memory) = (self.inner.clone(), self.memory.clone());
+        tokio::spawn(async move {
+            let out = inner.batch(ops).await;
+            memory.invalidate(keys.iter().map(String::as_str));
+            out
+        })
+        .await
+        .map_err(|e| StorageError::Io(format!("storage write task: {e}")))?
     }
 
     fn kind(&self) -> &'static str {
@@ -309,6 +295,7 @@ impl Storage for Cached {
 mod tests {
     use super::*;
     use crate::inmem::InMem;
+    use std::sync::atomic::AtomicBool;
     use tokio::sync::Notify;
 
     #[tokio::test]
@@ -400,62 +387,29 @@ mod tests {
         assert_eq!(s.slots.len(), s.index.len());
     }
 
-    /// A backend whose next `get` returns what it read, then waits to be let go: the race of
-    /// a slow read with a write, played in the order that would leave a stale entry.
-    struct HeldRead {
-        inner: InMem,
-        read_done: Notify,
-        release: Notify,
-        hold: std::sync::atomic::AtomicBool,
-    }
-
-    #[async_trait]
-    impl Storage for HeldRead {
-        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-            let v = self.inner.get(key).await?;
-            if self.hold.swap(false, Ordering::SeqCst) {
-                self.read_done.notify_one();
-                self.release.notified().await;
-            }
-            Ok(v)
-        }
-        async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
-            self.inner.put(key, value).await
-        }
-        async fn delete(&self, key: &str) -> Result<()> {
-            self.inner.delete(key).await
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-            self.inner.list(prefix).await
-        }
-        async fn scan(
-            &self,
-            prefix: &str,
-            after: Option<&str>,
-            limit: usize,
-        ) -> Result<Vec<(String, Vec<u8>)>> {
-            self.inner.scan(prefix, after, limit).await
-        }
-        async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
-            self.inner.batch(ops).await
-        }
-        fn kind(&self) -> &'static str {
-            "held"
-        }
-    }
-
-    /// A backend whose writes are applied by a task of their own once released, whether
-    /// or not the caller still waits: as the file backend's writer thread does.
-    struct Deferred {
+    /// A backend with two gates a test can close, to play a race in the order that would
+    /// leave a stale entry. `hold_read`: the next `get` reads, says so (`reached`), then
+    /// waits to be let go (`release`). `defer_writes`: a write says so and is applied by a
+    /// task of its own once let go, whether or not its caller still waits, as the file
+    /// backend's writer thread applies it.
+    #[derive(Default)]
+    struct Gated {
         inner: Arc<InMem>,
-        entered: Arc<Notify>,
+        hold_read: AtomicBool,
+        defer_writes: AtomicBool,
+        reached: Arc<Notify>,
         release: Arc<Notify>,
     }
 
     #[async_trait]
-    impl Storage for Deferred {
+    impl Storage for Gated {
         async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-            self.inner.get(key).await
+            let v = self.inner.get(key).await?;
+            if self.hold_read.swap(false, Ordering::SeqCst) {
+                self.reached.notify_one();
+                self.release.notified().await;
+            }
+            Ok(v)
         }
         async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
             self.batch(vec![WriteOp::Put(key.into(), value)]).await
@@ -475,25 +429,27 @@ mod tests {
             self.inner.scan(prefix, after, limit).await
         }
         async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
+            if !self.defer_writes.load(Ordering::SeqCst) {
+                return self.inner.batch(ops).await;
+            }
             let (inner, release) = (self.inner.clone(), self.release.clone());
             let applied = tokio::spawn(async move {
                 release.notified().await;
                 inner.batch(ops).await
             });
-            self.entered.notify_one();
+            self.reached.notify_one();
             applied.await.unwrap()
         }
         fn kind(&self) -> &'static str {
-            "deferred"
+            "gated"
         }
     }
 
     #[tokio::test]
     async fn a_write_whose_caller_stopped_waiting_still_empties_its_entry() {
-        let backend = Arc::new(Deferred {
-            inner: Arc::new(InMem::new()),
-            entered: Arc::new(Notify::new()),
-            release: Arc::new(Notify::new()),
+        let backend = Arc::new(Gated {
+            defer_writes: true.into(),
+            ..Gated::default()
         });
         backend.inner.put("k", b"old".to_vec()).await.unwrap();
         let c = Arc::new(Cached::new(backend.clone(), 16));
@@ -503,7 +459,7 @@ mod tests {
             tokio::spawn(async move { c.put("k", b"new".to_vec()).await })
         };
         // The write is with the backend; its caller goes away; then the backend applies it.
-        backend.entered.notified().await;
+        backend.reached.notified().await;
         caller.abort();
         assert!(caller.await.unwrap_err().is_cancelled());
         backend.release.notify_one();
@@ -516,21 +472,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_that_raced_a_write_does_not_cache_the_old_value() {
-        let backend = Arc::new(HeldRead {
-            inner: InMem::new(),
-            read_done: Notify::new(),
-            release: Notify::new(),
-            hold: false.into(),
-        });
+        let backend = Arc::new(Gated::default());
         backend.put("k", b"old".to_vec()).await.unwrap();
         let c = Arc::new(Cached::new(backend.clone(), 16));
-        backend.hold.store(true, Ordering::SeqCst);
+        backend.hold_read.store(true, Ordering::SeqCst);
         let reader = {
             let c = c.clone();
             tokio::spawn(async move { c.get("k").await.unwrap() })
         };
         // The reader has the old value in hand; the write lands before it can keep it.
-        backend.read_done.notified().await;
+        backend.reached.notified().await;
         c.put("k", b"new".to_vec()).await.unwrap();
         backend.release.notify_one();
         assert_eq!(reader.await.unwrap(), Some(b"old".to_vec()));
