@@ -35,7 +35,7 @@ use crate::clock::Clock;
 use crate::framework::{LeaseCtx, SystemView};
 use crate::logical::{Response, SecretSpec, obj};
 use crate::mounts::{Mounted, Router};
-use crate::token::{LeaseWrites, TokenEntry, TokenLeaseHooks, TokenStore};
+use crate::token::{LeaseWrites, TokenEntry, TokenLeaseChange, TokenLeaseHooks, TokenStore};
 use crate::ttl::{self, TtlInput};
 use crate::{Error, Result};
 
@@ -107,6 +107,21 @@ fn lease_hash(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
 }
 
+/// When a lease read straight from its record expires. A token lease's record keeps the
+/// times of the token's creation (a renewal moves only the token and the lease's index
+/// entry), so for a token lease the index entry at `index_key` says.
+pub(crate) async fn expiry_in_force(storage: &dyn Storage, index_key: &str, e: &LeaseEntry) -> i64 {
+    if e.kind != LeaseKind::Token {
+        return e.expire_time;
+    }
+    match storage.get(index_key).await {
+        Ok(Some(raw)) => serde_json::from_slice::<IndexEntry>(&raw)
+            .map(|i| i.e)
+            .unwrap_or(e.expire_time),
+        _ => e.expire_time,
+    }
+}
+
 /// 24 random base62 characters, the suffix of a lease id.
 pub fn random_suffix() -> String {
     use rand::Rng;
@@ -173,22 +188,37 @@ impl Expiration {
         &self.schedule
     }
 
+    /// A lease's record, with a token lease's times as its token has them now.
     async fn load(&self, id: &str) -> Result<Option<LeaseEntry>> {
         let Some(raw) = self.storage.get(&format!("{ID_PREFIX}{id}")).await? else {
             return Ok(None);
         };
-        serde_json::from_slice(&raw)
-            .map(Some)
-            .map_err(|e| Error::internal(format!("corrupt lease record: {e}")))
+        let mut e: LeaseEntry = serde_json::from_slice(&raw)
+            .map_err(|e| Error::internal(format!("corrupt lease record: {e}")))?;
+        if e.kind == LeaseKind::Token
+            && let Ok(tokens) = self.token_store()
+            && let Some(t) = tokens.lookup_hash(&e.token_hash).await?
+        {
+            // The record keeps the times of the token's creation: a renewal moves only the
+            // token and the lease's index entry (see `token_lease_writes`).
+            e.expire_time = t.expire_time;
+            e.last_renewal = t.last_renewal;
+            e.renewable = t.renewable;
+        }
+        Ok(Some(e))
+    }
+
+    fn index_op(entry: &LeaseEntry) -> Result<WriteOp> {
+        let index = serde_json::to_vec(&IndexEntry::of(entry))
+            .map_err(|e| Error::internal(e.to_string()))?;
+        Ok(WriteOp::Put(format!("{INDEX_PREFIX}{}", entry.id), index))
     }
 
     fn entry_ops(entry: &LeaseEntry) -> Result<Vec<WriteOp>> {
         let raw = serde_json::to_vec(entry).map_err(|e| Error::internal(e.to_string()))?;
-        let index = serde_json::to_vec(&IndexEntry::of(entry))
-            .map_err(|e| Error::internal(e.to_string()))?;
         let mut ops = vec![
             WriteOp::Put(format!("{ID_PREFIX}{}", entry.id), raw),
-            WriteOp::Put(format!("{INDEX_PREFIX}{}", entry.id), index),
+            Self::index_op(entry)?,
         ];
         if !entry.token_hash.is_empty() && entry.kind == LeaseKind::Secret {
             ops.push(WriteOp::Put(
@@ -906,8 +936,15 @@ impl Expiration {
 
 #[async_trait]
 impl TokenLeaseHooks for Expiration {
-    fn token_lease_writes(&self, t: &TokenEntry) -> Result<LeaseWrites> {
-        let ops = Self::entry_ops(&Self::token_lease(t))?;
+    fn token_lease_writes(&self, t: &TokenEntry, change: TokenLeaseChange) -> Result<LeaseWrites> {
+        let lease = Self::token_lease(t);
+        let ops = match change {
+            TokenLeaseChange::Created => Self::entry_ops(&lease)?,
+            // Everything the record holds but the times is fixed at creation, and the times
+            // are the token's: moving the index entry (which restore schedules from) is
+            // enough, and a renewal writes two records instead of three.
+            TokenLeaseChange::Renewed => vec![Self::index_op(&lease)?],
+        };
         Ok(LeaseWrites {
             root: self.view.inner().clone(),
             ops: self.view.absolute(ops)?,

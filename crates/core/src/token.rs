@@ -31,7 +31,7 @@ pub use login::{
 };
 pub use params::{CreateParams, TtlLimits};
 pub use role::TokenRole;
-pub use store::{LeaseWrites, Renewed, TidyReport, TokenLeaseHooks, TokenStore};
+pub use store::{LeaseWrites, Renewed, TidyReport, TokenLeaseChange, TokenLeaseHooks, TokenStore};
 
 use crate::framework::{Backend, Ctx, Path};
 use crate::logical::Caller;

@@ -9,8 +9,10 @@ mod common;
 use std::sync::Arc;
 
 use common::Env;
+use lessor_core::expiration::{EventKind, Item};
 use lessor_core::logical::Operation;
-use lessor_core::metrics::{Metered, STORAGE_OPS, StorageTimes};
+use lessor_core::metrics::{Metered, Rendered, STORAGE_OPS, StorageTimes};
+use lessor_storage::Storage;
 use lessor_storage::inmem::InMem;
 use serde_json::json;
 
@@ -39,20 +41,34 @@ async fn leases_under(env: &Env, prefix: &str) -> usize {
     exp.ids_under(prefix).await.unwrap().len()
 }
 
-#[tokio::test]
-async fn token_issuance_and_renewal_are_one_commit_each() {
-    let (env, storage) = env().await;
-    let before = storage.writes();
-    let auth = env
+/// A token with a 1 h TTL (so a lease); returns the client token.
+async fn create_token(env: &Env) -> String {
+    let r = env
         .ok(
             Operation::Update,
             "auth/token/create",
             json!({"ttl": "1h", "policies": ["default"]}),
         )
-        .await
-        .unwrap()
-        .auth
-        .unwrap();
+        .await;
+    r.and_then(|r| r.auth).unwrap().client_token
+}
+
+async fn renew_for_2h(env: &Env, token: &str) {
+    env.call_as(
+        token,
+        Operation::Update,
+        "auth/token/renew-self",
+        json!({"increment": "2h"}),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn token_issuance_and_renewal_are_one_commit_each() {
+    let (env, storage) = env().await;
+    let before = storage.writes();
+    let token = create_token(&env).await;
     assert_eq!(
         storage.writes() - before,
         1,
@@ -61,14 +77,7 @@ async fn token_issuance_and_renewal_are_one_commit_each() {
     // The lease is recorded and scheduled.
     assert_eq!(leases_under(&env, "auth/token/create").await, 1);
     let before = storage.writes();
-    env.call_as(
-        &auth.client_token,
-        Operation::Update,
-        "auth/token/renew-self",
-        json!({"increment": "2h"}),
-    )
-    .await
-    .unwrap();
+    renew_for_2h(&env, &token).await;
     assert_eq!(
         storage.writes() - before,
         1,
@@ -80,14 +89,9 @@ async fn token_issuance_and_renewal_are_one_commit_each() {
     env.clock.advance(3600);
     assert_eq!(env.run_due().await, 1);
     assert!(
-        env.call_as(
-            &auth.client_token,
-            Operation::Read,
-            "auth/token/lookup-self",
-            json!({})
-        )
-        .await
-        .is_err()
+        env.call_as(&token, Operation::Read, "auth/token/lookup-self", json!({}))
+            .await
+            .is_err()
     );
 }
 
@@ -130,4 +134,92 @@ async fn a_revocation_is_one_commit_with_the_engines_writes() {
     );
     assert_eq!(env.resources().await, 0);
     assert_eq!(leases_under(&env, "test/").await, 0);
+}
+
+/// A renewal rewrites the token and moves its lease's index entry; the lease record, whose
+/// times are the token's, stays as written at creation. Lookups, the event stream's
+/// snapshot, the metrics census and a restart all see the renewed expiry.
+#[tokio::test]
+async fn a_token_renewal_moves_its_lease_index_entry_and_leaves_the_record() {
+    let raw = Arc::new(InMem::new());
+    let env = Env::over(raw.clone()).await;
+    let token = create_token(&env).await;
+    let exp = env.core.active().unwrap().expiration.clone();
+    let ids = exp.ids_under("auth/token/create").await.unwrap();
+    assert_eq!(ids.len(), 1);
+    let id = &ids[0];
+    let stored = |key: String| {
+        let raw = raw.clone();
+        async move { raw.get(&key).await.unwrap().expect(&key) }
+    };
+    let (record_key, index_key) = (
+        format!("sys/expire/id/{id}"),
+        format!("sys/expire/idx/{id}"),
+    );
+    let (record, index) = (
+        stored(record_key.clone()).await,
+        stored(index_key.clone()).await,
+    );
+
+    env.clock.advance(600);
+    renew_for_2h(&env, &token).await;
+    assert_eq!(
+        stored(record_key).await,
+        record,
+        "the lease record is not rewritten"
+    );
+    assert_ne!(stored(index_key).await, index, "the index entry moves");
+
+    // Lookup: the token's times now, not the record's.
+    let renewed_at = common::START + 600;
+    let looked = env.lookup(id).await.unwrap().unwrap().data.unwrap();
+    assert_eq!(looked["ttl"], json!(7200));
+    assert_eq!(
+        looked["expire_time"],
+        json!(lessor_core::clock::rfc3339(renewed_at + 7200))
+    );
+    assert_eq!(
+        looked["last_renewal"],
+        json!(lessor_core::clock::rfc3339(renewed_at))
+    );
+    // The event stream's snapshot times it from the renewed expiry: announced an hour
+    // before it (with the record's times it would be due at once).
+    let exp = env.core.active().unwrap().expiration.clone();
+    let mut sub = exp
+        .events
+        .subscribe("auth/token/", Some(std::time::Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert!(sub.try_next().is_none(), "not expiring within the hour");
+    env.clock.advance(3600);
+    match sub.try_next() {
+        Some(Item::Event(ev)) => {
+            assert_eq!(ev.kind, EventKind::ExpiringSoon);
+            assert_eq!(ev.expire_time, renewed_at + 7200);
+        }
+        other => panic!("expected expiring-soon, got {other:?}"),
+    }
+    // The census: the lease is counted due in (1 h, 6 h], not within the hour.
+    let Rendered::Text(text) = env.core.metrics.render(&env.core, true).await.unwrap() else {
+        panic!("prometheus text expected");
+    };
+    let bucket = |le: &str| {
+        text.lines()
+            .find(|l| {
+                l.contains("time_to_expiry_seconds_bucket") && l.contains(&format!("le=\"{le}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no le={le} bucket in:\n{text}"))
+    };
+    assert_eq!(bucket("900"), 0.0);
+    assert_eq!(bucket("3600"), 1.0, "due in 3600 s from now");
+
+    // After a restart it is scheduled from the moved index entry.
+    // (Now an hour past the creation-time expiry, 3,600 s before the renewed one.)
+    let env = env.restart().await;
+    env.clock.advance(3599);
+    assert_eq!(env.run_due().await, 0, "not before the renewed expiry");
+    env.clock.advance(1);
+    assert_eq!(env.run_due().await, 1, "at the renewed expiry");
 }

@@ -24,7 +24,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::{ID_PREFIX, LeaseEntry, LeaseKind, LeaseState};
+use super::{ID_PREFIX, INDEX_PREFIX, LeaseEntry, LeaseKind, LeaseState, expiry_in_force};
 use crate::clock::Clock;
 use crate::{Error, Result};
 
@@ -269,7 +269,9 @@ impl LeaseEvents {
                 if let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw)
                     && e.state == LeaseState::Active
                 {
-                    sub.track(&e.id, &e.mount, e.kind == LeaseKind::Token, e.expire_time);
+                    let index_key = format!("{INDEX_PREFIX}{}", e.id);
+                    let expires = expiry_in_force(&*self.storage, &index_key, &e).await;
+                    sub.track(&e.id, &e.mount, e.kind == LeaseKind::Token, expires);
                 }
             }
             if sub.overflow {

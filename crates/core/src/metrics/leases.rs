@@ -8,9 +8,10 @@ use lessor_storage::Storage;
 
 use super::registry::HistogramData;
 use crate::Result;
-use crate::expiration::{LeaseEntry, LeaseState};
+use crate::expiration::{LeaseEntry, LeaseState, expiry_in_force};
 
 const LEASE_PREFIX: &str = "sys/expire/id/";
+const INDEX_PREFIX: &str = "sys/expire/idx/";
 const TOKEN_PREFIX: &str = "sys/token/id/";
 const PAGE: usize = 1000;
 /// A census is reused this long.
@@ -72,8 +73,9 @@ pub async fn take(storage: &dyn Storage, now: i64) -> Result<Census> {
                 *c.retrying.entry(e.mount.clone()).or_default() += 1;
             }
             c.failed_attempts += u64::from(e.attempts);
-            if e.state != LeaseState::Irrevocable && e.expire_time > 0 {
-                let left = (e.expire_time - now).max(0) as f64;
+            let expires = expiry_in_force(storage, &format!("{INDEX_PREFIX}{}", e.id), &e).await;
+            if e.state != LeaseState::Irrevocable && expires > 0 {
+                let left = (expires - now).max(0) as f64;
                 c.expiry.count += 1;
                 c.expiry.sum += left;
                 if let Some(i) = EXPIRY_BOUNDS.iter().position(|b| left <= *b)

@@ -52,12 +52,26 @@ pub struct LeaseWrites {
     pub ops: Vec<WriteOp>,
 }
 
+/// Why a token's lease is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenLeaseChange {
+    /// The token was created: its lease is recorded.
+    Created,
+    /// The token was renewed: its lease moves to the token's new expiry.
+    Renewed,
+}
+
 /// What the lease manager does for tokens. Called by the store; a no-op until set.
 #[async_trait]
 pub trait TokenLeaseHooks: Send + Sync {
-    /// The writes that record or move the token's lease `<entry.path>/<id_hash>` to
-    /// `entry.expire_time`. Asked on create and on every renewal of a token that expires.
-    fn token_lease_writes(&self, entry: &TokenEntry) -> Result<LeaseWrites>;
+    /// The writes that record (`Created`) or move (`Renewed`) the token's lease
+    /// `<entry.path>/<id_hash>` to `entry.expire_time`. Asked on create and on every renewal
+    /// of a token that expires.
+    fn token_lease_writes(
+        &self,
+        entry: &TokenEntry,
+        change: TokenLeaseChange,
+    ) -> Result<LeaseWrites>;
     /// Called once the writes of `token_lease_writes` are durable (schedule, events).
     fn token_lease_recorded(&self, entry: &TokenEntry);
     /// Revokes every secret lease the token created and drops the token's own lease.
@@ -191,7 +205,12 @@ impl TokenStore {
     /// Commits `ops` together with the writes that record `entry`'s lease: one atomic,
     /// durable batch when both views are over the same storage (always, in a server), so
     /// a token is never usable without its lease nor a lease left without its token.
-    async fn commit_with_lease(&self, ops: Vec<WriteOp>, entry: &TokenEntry) -> Result<()> {
+    async fn commit_with_lease(
+        &self,
+        ops: Vec<WriteOp>,
+        entry: &TokenEntry,
+        change: TokenLeaseChange,
+    ) -> Result<()> {
         let hooks = match self.hooks.get() {
             Some(h) if entry.expire_time > 0 => h,
             _ => {
@@ -199,7 +218,7 @@ impl TokenStore {
                 return Ok(());
             }
         };
-        let lease = hooks.token_lease_writes(entry)?;
+        let lease = hooks.token_lease_writes(entry, change)?;
         let mut all = self.view.joining(&lease.root, ops).await?;
         all.extend(lease.ops);
         lease.root.batch(all).await?;
@@ -261,7 +280,8 @@ impl TokenStore {
                 id_hash.clone().into_bytes(),
             ));
         }
-        self.commit_with_lease(ops, &entry).await?;
+        self.commit_with_lease(ops, &entry, TokenLeaseChange::Created)
+            .await?;
         // The parent is checked once, after the write: before it would not do (a parent
         // revoked while this child is written would leave it dangling), and the caller's
         // token was checked moments ago anyway. A missing parent undoes the child, whose
@@ -438,7 +458,8 @@ impl TokenStore {
             e.expire_time = now + granted.ttl;
             e.last_renewal = now;
             let put = WriteOp::Put(format!("{ID_PREFIX}{id_hash}"), to_json(&e)?);
-            self.commit_with_lease(vec![put], &e).await?;
+            self.commit_with_lease(vec![put], &e, TokenLeaseChange::Renewed)
+                .await?;
             Renewed {
                 entry: e,
                 ttl: granted.ttl,

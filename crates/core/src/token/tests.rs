@@ -26,7 +26,7 @@ struct Recorder {
 
 #[async_trait]
 impl TokenLeaseHooks for Recorder {
-    fn token_lease_writes(&self, _: &TokenEntry) -> Result<LeaseWrites> {
+    fn token_lease_writes(&self, _: &TokenEntry, _: TokenLeaseChange) -> Result<LeaseWrites> {
         Ok(LeaseWrites {
             root: Arc::new(InMem::new()),
             ops: Vec::new(),
