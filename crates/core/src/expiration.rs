@@ -661,7 +661,7 @@ impl Expiration {
     pub async fn expire_prefix_now(&self, prefix: &str) -> Result<()> {
         let now = self.clock.now_unix();
         for id in self.ids_under(prefix).await? {
-            self.schedule.insert(&id, now);
+            self.schedule.insert_forced(&id, now);
         }
         Ok(())
     }
@@ -739,7 +739,7 @@ impl Expiration {
                         Err(e) => {
                             // The lease stays recorded and is retried by the scheduler.
                             tracing::warn!(lease_id = %id, error = %e, "revocation with its token failed; queued for retry");
-                            self.schedule.insert(&id, self.clock.now_unix());
+                            self.schedule.insert_forced(&id, self.clock.now_unix());
                             None
                         }
                     }
@@ -777,7 +777,7 @@ impl Expiration {
             let retry = self.clock.now_unix() + RETRY_BASE_SECS;
             for e in entries {
                 tracing::error!(lease_id = %e.id, error = %err, "revoked but not forgotten; retrying");
-                self.schedule.insert(&e.id, retry);
+                self.schedule.insert_forced(&e.id, retry);
             }
         }
     }
@@ -786,6 +786,7 @@ impl Expiration {
     /// it is revoked and its record is to be removed; a failure is recorded and the lease
     /// rescheduled with backoff.
     async fn expire_revoke(&self, id: &str) -> Option<Revoked> {
+        let forced = self.schedule.take_forced(id);
         let e = match self.load(id).await {
             Ok(Some(e)) => e,
             Ok(None) => {
@@ -807,6 +808,16 @@ impl Expiration {
                 return None;
             }
         };
+        if !forced
+            && e.state == LeaseState::Active
+            && e.attempts == 0
+            && e.expire_time > self.clock.now_unix()
+        {
+            // Renewed after it was taken as due (the renewal's write landed in between):
+            // the client was told it has more time, so it keeps it.
+            self.schedule.insert(id, e.expire_time);
+            return None;
+        }
         let _permit = self.workers.acquire(&e.mount).await?;
         match self.revoke_entry(&e).await {
             Ok(writes) => Some(Revoked { entry: e, writes }),

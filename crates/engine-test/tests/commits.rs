@@ -41,34 +41,11 @@ async fn leases_under(env: &Env, prefix: &str) -> usize {
     exp.ids_under(prefix).await.unwrap().len()
 }
 
-/// A token with a 1 h TTL (so a lease); returns the client token.
-async fn create_token(env: &Env) -> String {
-    let r = env
-        .ok(
-            Operation::Update,
-            "auth/token/create",
-            json!({"ttl": "1h", "policies": ["default"]}),
-        )
-        .await;
-    r.and_then(|r| r.auth).unwrap().client_token
-}
-
-async fn renew_for_2h(env: &Env, token: &str) {
-    env.call_as(
-        token,
-        Operation::Update,
-        "auth/token/renew-self",
-        json!({"increment": "2h"}),
-    )
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn token_issuance_and_renewal_are_one_commit_each() {
     let (env, storage) = env().await;
     let before = storage.writes();
-    let token = create_token(&env).await;
+    let token = env.token("1h").await;
     assert_eq!(
         storage.writes() - before,
         1,
@@ -77,7 +54,7 @@ async fn token_issuance_and_renewal_are_one_commit_each() {
     // The lease is recorded and scheduled.
     assert_eq!(leases_under(&env, "auth/token/create").await, 1);
     let before = storage.writes();
-    renew_for_2h(&env, &token).await;
+    env.renew_token(&token, "2h").await;
     assert_eq!(
         storage.writes() - before,
         1,
@@ -143,7 +120,7 @@ async fn a_revocation_is_one_commit_with_the_engines_writes() {
 async fn a_token_renewal_moves_its_lease_index_entry_and_leaves_the_record() {
     let raw = Arc::new(InMem::new());
     let env = Env::over(raw.clone()).await;
-    let token = create_token(&env).await;
+    let token = env.token("1h").await;
     let exp = env.core.active().unwrap().expiration.clone();
     let ids = exp.ids_under("auth/token/create").await.unwrap();
     assert_eq!(ids.len(), 1);
@@ -162,7 +139,7 @@ async fn a_token_renewal_moves_its_lease_index_entry_and_leaves_the_record() {
     );
 
     env.clock.advance(600);
-    renew_for_2h(&env, &token).await;
+    env.renew_token(&token, "2h").await;
     assert_eq!(
         stored(record_key).await,
         record,

@@ -133,6 +133,42 @@ impl Env {
         (r.lease_id, resource)
     }
 
+    /// A token with `ttl` (so a lease) and the default policy; returns the client token.
+    pub async fn token(&self, ttl: &str) -> String {
+        let r = self
+            .ok(
+                Operation::Update,
+                "auth/token/create",
+                json!({"ttl": ttl, "policies": ["default"]}),
+            )
+            .await;
+        r.and_then(|r| r.auth).unwrap().client_token
+    }
+
+    /// Renews a secret lease by `increment` seconds through `sys/leases/renew`.
+    pub async fn renew(&self, lease: &str, increment: i64) -> Response {
+        let r = self
+            .ok(
+                Operation::Update,
+                "sys/leases/renew",
+                json!({"lease_id": lease, "increment": increment}),
+            )
+            .await;
+        r.unwrap()
+    }
+
+    /// Renews `token` itself by `increment` (a duration string).
+    pub async fn renew_token(&self, token: &str, increment: &str) {
+        self.call_as(
+            token,
+            Operation::Update,
+            "auth/token/renew-self",
+            json!({"increment": increment}),
+        )
+        .await
+        .unwrap();
+    }
+
     pub async fn resources(&self) -> usize {
         self.data(Operation::Read, "test/resources", json!({}))
             .await["count"]

@@ -4,6 +4,7 @@
 mod common;
 
 use common::Env;
+use lessor_core::clock::Clock;
 use lessor_core::logical::Operation;
 use serde_json::json;
 
@@ -516,4 +517,65 @@ async fn an_operator_can_drop_a_quarantined_lease() {
         .await
         .unwrap_err();
     assert_eq!(e.status(), 404);
+}
+
+/// A lease (or token) renewed just as the scheduler took it as due (the renewal's write
+/// landing between the two) keeps the time it was granted; one queued for revocation ahead
+/// of its expiry is still revoked.
+#[tokio::test]
+async fn a_renewal_racing_expiry_keeps_its_time_and_a_queued_revocation_does_not() {
+    let env = Env::new().await;
+    env.configure(json!({"ttl": "1h"})).await;
+    let (renewed, _) = env.issue().await;
+    let (queued, _) = env.issue().await;
+    let token = env.token("1h").await;
+    let exp = env.core.active().unwrap().expiration.clone();
+    let token_lease = exp.ids_under("auth/token/create").await.unwrap()[0].clone();
+
+    env.clock.advance(3599);
+    for lease in [&renewed, &queued] {
+        env.renew(lease, 7200).await;
+    }
+    env.renew_token(&token, "2h").await;
+    // As if the scheduler had taken both as due at their old time while the renewals
+    // landed; and the other lease, renewed too, revoked asynchronously (queued for now).
+    env.clock.advance(1);
+    let now = env.clock.now_unix();
+    exp.schedule().insert(&renewed, now);
+    exp.schedule().insert(&token_lease, now);
+    env.ok(
+        Operation::Update,
+        "sys/leases/revoke",
+        json!({"lease_id": queued, "sync": false}),
+    )
+    .await;
+    env.run_due().await;
+
+    assert!(
+        env.lookup(&renewed).await.unwrap().is_some(),
+        "renewed lease kept"
+    );
+    assert!(env.lookup(&queued).await.is_err(), "queued lease revoked");
+    assert_eq!(env.resources().await, 1);
+    env.call_as(&token, Operation::Read, "auth/token/lookup-self", json!({}))
+        .await
+        .expect("renewed token kept");
+
+    // Both still go at the time they were granted.
+    env.clock.advance(7198);
+    env.run_due().await;
+    assert_eq!(env.resources().await, 1);
+    env.clock.advance(1);
+    env.run_due().await;
+    assert_eq!(
+        env.resources().await,
+        0,
+        "renewed lease revoked at its new expiry"
+    );
+    assert!(
+        env.call_as(&token, Operation::Read, "auth/token/lookup-self", json!({}))
+            .await
+            .is_err(),
+        "renewed token revoked at its new expiry"
+    );
 }

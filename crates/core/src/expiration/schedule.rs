@@ -20,6 +20,10 @@ struct Inner {
     /// sleep, so every insert wakes it). Only a lease due before then needs to wake it:
     /// waking it for every issuance and renewal cost a thread wake-up each.
     wakes_at_ms: i64,
+    /// Leases queued to be revoked before their expiry (an asynchronous revoke, a retry):
+    /// when they come due they are revoked whatever their record's expiry says. Empty
+    /// almost always.
+    forced: HashSet<Arc<str>, RandomState>,
 }
 
 impl Default for Inner {
@@ -28,6 +32,7 @@ impl Default for Inner {
             by_time: BTreeMap::new(),
             by_id: HashMap::default(),
             wakes_at_ms: i64::MAX,
+            forced: HashSet::default(),
         }
     }
 }
@@ -69,8 +74,26 @@ impl Schedule {
     }
 
     pub fn insert(&self, id: &str, expire_at: i64) {
+        self.insert_with(id, expire_at, false);
+    }
+
+    /// Queues a lease to be revoked at `at` even if its record says it expires later.
+    pub fn insert_forced(&self, id: &str, at: i64) {
+        self.insert_with(id, at, true);
+    }
+
+    /// Whether a lease taken as due was queued by `insert_forced`; forgets that it was.
+    pub fn take_forced(&self, id: &str) -> bool {
+        self.inner.lock().forced.remove(id)
+    }
+
+    fn insert_with(&self, id: &str, expire_at: i64, forced: bool) {
         let mut g = self.inner.lock();
         g.insert(id, expire_at);
+        if forced && let Some((k, _)) = g.by_id.get_key_value(id) {
+            let k = k.clone();
+            g.forced.insert(k);
+        }
         // Read under the lock the scheduler plans its sleep under: an insert either comes
         // before the plan (which then sees it) or sees the plan. A wake-up sent before the
         // scheduler waits is kept for it (`Notify` stores one).
@@ -100,6 +123,7 @@ impl Schedule {
         if let Some((k, t)) = g.by_id.remove_entry(id) {
             g.unbucket(&k, t);
         }
+        g.forced.remove(id);
     }
 
     /// Takes up to `max` leases due at `now`, earliest second first.
@@ -189,6 +213,20 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forced_entry_is_told_once_and_forgotten_with_its_lease() {
+        let s = Schedule::new();
+        s.insert("a", 10);
+        s.insert_forced("b", 10);
+        assert_eq!(s.pop_due(10, 10).len(), 2);
+        assert!(!s.take_forced("a"));
+        assert!(s.take_forced("b"));
+        assert!(!s.take_forced("b"), "told once");
+        s.insert_forced("c", 20);
+        s.remove("c");
+        assert!(!s.take_forced("c"), "removed with its lease");
+    }
 
     /// Whether a wake-up is waiting for the scheduler.
     fn woken(s: &Schedule) -> bool {
