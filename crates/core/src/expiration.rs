@@ -109,12 +109,16 @@ fn lease_hash(id: &str) -> String {
 
 /// When a lease read straight from its record expires. A token lease's record keeps the
 /// times of the token's creation (a renewal moves only the token and the lease's index
-/// entry), so for a token lease the index entry at `index_key` says.
-pub(crate) async fn expiry_in_force(storage: &dyn Storage, index_key: &str, e: &LeaseEntry) -> i64 {
+/// entry), so for a token lease its index entry under `index_prefix` says.
+pub(crate) async fn expiry_in_force(
+    storage: &dyn Storage,
+    index_prefix: &str,
+    e: &LeaseEntry,
+) -> i64 {
     if e.kind != LeaseKind::Token {
         return e.expire_time;
     }
-    match storage.get(index_key).await {
+    match storage.get(&format!("{index_prefix}{}", e.id)).await {
         Ok(Some(raw)) => serde_json::from_slice::<IndexEntry>(&raw)
             .map(|i| i.e)
             .unwrap_or(e.expire_time),
@@ -188,13 +192,22 @@ impl Expiration {
         &self.schedule
     }
 
-    /// A lease's record, with a token lease's times as its token has them now.
-    async fn load(&self, id: &str) -> Result<Option<LeaseEntry>> {
+    /// A lease's record as stored: for a token lease, with the times of the token's
+    /// creation. Enough where the times are not read (existence, revocation).
+    async fn load_stored(&self, id: &str) -> Result<Option<LeaseEntry>> {
         let Some(raw) = self.storage.get(&format!("{ID_PREFIX}{id}")).await? else {
             return Ok(None);
         };
-        let mut e: LeaseEntry = serde_json::from_slice(&raw)
-            .map_err(|e| Error::internal(format!("corrupt lease record: {e}")))?;
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("corrupt lease record: {e}")))
+    }
+
+    /// A lease's record, with a token lease's times as its token has them now.
+    async fn load(&self, id: &str) -> Result<Option<LeaseEntry>> {
+        let Some(mut e) = self.load_stored(id).await? else {
+            return Ok(None);
+        };
         if e.kind == LeaseKind::Token
             && let Ok(tokens) = self.token_store()
             && let Some(t) = tokens.lookup_hash(&e.token_hash).await?
@@ -577,7 +590,7 @@ impl Expiration {
 
     /// As `revoke`; `Ok(false)` when no lease was recorded under `id`.
     async fn revoke_recorded(&self, id: &str, force: bool) -> Result<bool> {
-        let Some(e) = self.load(id).await? else {
+        let Some(e) = self.load_stored(id).await? else {
             self.schedule.remove(id);
             return Ok(false);
         };
@@ -634,7 +647,12 @@ impl Expiration {
     /// Every lease id at or below `prefix`: the exact id, or the `<prefix>/` subtree.
     pub async fn ids_under(&self, prefix: &str) -> Result<Vec<String>> {
         let prefix = prefix.trim_start_matches('/');
-        if self.load(prefix.trim_end_matches('/')).await?.is_some() && !prefix.ends_with('/') {
+        if self
+            .load_stored(prefix.trim_end_matches('/'))
+            .await?
+            .is_some()
+            && !prefix.ends_with('/')
+        {
             return Ok(vec![prefix.to_string()]);
         }
         let base = format!("{ID_PREFIX}{}/", prefix.trim_end_matches('/'));
@@ -972,7 +990,7 @@ impl TokenLeaseHooks for Expiration {
     async fn token_revoked(&self, t: &TokenEntry) -> Result<()> {
         self.revoke_by_token(&t.id_hash).await?;
         self.delete_cubbyhole(&t.id_hash).await?;
-        if let Some(e) = self.load(&Self::token_lease_id(t)).await? {
+        if let Some(e) = self.load_stored(&Self::token_lease_id(t)).await? {
             self.forget(Revoked::bare(e)).await?;
         }
         Ok(())

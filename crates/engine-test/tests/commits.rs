@@ -161,7 +161,6 @@ async fn a_token_renewal_moves_its_lease_index_entry_and_leaves_the_record() {
     );
     // The event stream's snapshot times it from the renewed expiry: announced an hour
     // before it (with the record's times it would be due at once).
-    let exp = env.core.active().unwrap().expiration.clone();
     let mut sub = exp
         .events
         .subscribe("auth/token/", Some(std::time::Duration::from_secs(3600)))

@@ -269,8 +269,7 @@ impl LeaseEvents {
                 if let Ok(e) = serde_json::from_slice::<LeaseEntry>(&raw)
                     && e.state == LeaseState::Active
                 {
-                    let index_key = format!("{INDEX_PREFIX}{}", e.id);
-                    let expires = expiry_in_force(&*self.storage, &index_key, &e).await;
+                    let expires = expiry_in_force(&*self.storage, INDEX_PREFIX, &e).await;
                     sub.track(&e.id, &e.mount, e.kind == LeaseKind::Token, expires);
                 }
             }

@@ -192,7 +192,10 @@ impl Expiration {
     /// The storage range a prefix covers: the exact lease, or the `<prefix>/` subtree.
     async fn range_of(&self, prefix: &str) -> Result<(String, Option<String>)> {
         let trimmed = prefix.trim_end_matches('/');
-        if !prefix.ends_with('/') && !trimmed.is_empty() && self.load(trimmed).await?.is_some() {
+        if !prefix.ends_with('/')
+            && !trimmed.is_empty()
+            && self.load_stored(trimmed).await?.is_some()
+        {
             return Ok((format!("{ID_PREFIX}{trimmed}"), Some(trimmed.to_string())));
         }
         if trimmed.is_empty() {

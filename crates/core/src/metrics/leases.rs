@@ -73,7 +73,7 @@ pub async fn take(storage: &dyn Storage, now: i64) -> Result<Census> {
                 *c.retrying.entry(e.mount.clone()).or_default() += 1;
             }
             c.failed_attempts += u64::from(e.attempts);
-            let expires = expiry_in_force(storage, &format!("{INDEX_PREFIX}{}", e.id), &e).await;
+            let expires = expiry_in_force(storage, INDEX_PREFIX, &e).await;
             if e.state != LeaseState::Irrevocable && expires > 0 {
                 let left = (expires - now).max(0) as f64;
                 c.expiry.count += 1;
