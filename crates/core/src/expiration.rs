@@ -7,6 +7,7 @@
 //! leases and revokes them through their backend. A failed revocation is retried with
 //! backoff and, after the last attempt, kept as irrevocable: never silently dropped.
 
+mod claims;
 mod entry;
 mod events;
 mod jobs;
@@ -88,6 +89,8 @@ pub struct Expiration {
     jobs: jobs::Jobs,
     markers: restore::Markers,
     read_ahead: read_ahead::ReadAhead,
+    /// Orders a lease's renewal against its revocation (`claims`).
+    claims: Arc<claims::Claims>,
 }
 
 /// Revocations running at once, in all and per mount.
@@ -177,6 +180,7 @@ impl Expiration {
             jobs: jobs::Jobs::default(),
             markers: restore::Markers::default(),
             read_ahead: read_ahead::ReadAhead::default(),
+            claims: Arc::default(),
         })
     }
 
@@ -205,13 +209,27 @@ impl Expiration {
 
     /// A lease's record, with a token lease's times as its token has them now.
     async fn load(&self, id: &str) -> Result<Option<LeaseEntry>> {
+        self.load_timed(id, false).await
+    }
+
+    /// As `load`; `settled` reads a token lease's times once any renewal of the token in
+    /// progress has landed (`TokenStore::lookup_settled`), for the scheduler to decide on.
+    async fn load_timed(&self, id: &str, settled: bool) -> Result<Option<LeaseEntry>> {
         let Some(mut e) = self.load_stored(id).await? else {
             return Ok(None);
         };
-        if e.kind == LeaseKind::Token
-            && let Ok(tokens) = self.token_store()
-            && let Some(t) = tokens.lookup_hash(&e.token_hash).await?
-        {
+        if e.kind != LeaseKind::Token {
+            return Ok(Some(e));
+        }
+        let Ok(tokens) = self.token_store() else {
+            return Ok(Some(e));
+        };
+        let token = if settled {
+            tokens.lookup_settled(&e.token_hash).await?
+        } else {
+            tokens.lookup_hash(&e.token_hash).await?
+        };
+        if let Some(t) = token {
             // The record keeps the times of the token's creation: a renewal moves only the
             // token and the lease's index entry (see `token_lease_writes`).
             e.expire_time = t.expire_time;
@@ -442,7 +460,7 @@ impl Expiration {
         }
         match self.revoke_entry(&e).await {
             Ok(writes) => {
-                if let Err(err) = self.forget(Revoked { entry: e, writes }).await {
+                if let Err(err) = self.forget(Revoked::unclaimed(e, writes)).await {
                     tracing::error!(lease_id = %id, error = %err, "cannot forget aborted reservation");
                 }
             }
@@ -517,6 +535,12 @@ impl Expiration {
     /// Renews a secret lease: the increment is advisory, counted from now, capped at issue +
     /// max TTL with Vault's warning.
     pub async fn renew(&self, id: &str, increment: i64) -> Result<Response> {
+        // Held to the end: a revocation deciding on this lease waits for the renewal to land.
+        let _claim = self
+            .claims
+            .renewal(id)
+            .await
+            .map_err(|_| Error::bad("lease is being revoked"))?;
         let Some(mut e) = self.load(id).await? else {
             return Err(Error::bad("lease not found"));
         };
@@ -590,15 +614,16 @@ impl Expiration {
 
     /// As `revoke`; `Ok(false)` when no lease was recorded under `id`.
     async fn revoke_recorded(&self, id: &str, force: bool) -> Result<bool> {
+        let claim = self.claims.revocation(id).await;
         let Some(e) = self.load_stored(id).await? else {
             self.schedule.remove(id);
             return Ok(false);
         };
         match self.revoke_entry(&e).await {
-            Ok(writes) => self.forget(Revoked { entry: e, writes }).await?,
+            Ok(writes) => self.forget(Revoked::claimed(e, writes, claim)).await?,
             Err(err) if force => {
                 tracing::warn!(lease_id = %e.id, error = %err, "forced revocation dropped a lease whose backend revoke failed");
-                self.forget(Revoked::bare(e)).await?
+                self.forget(Revoked::claimed(e, Vec::new(), claim)).await?
             }
             Err(err) => return Err(Error::bad(format!("failed to revoke entry: {err}"))),
         }
@@ -805,7 +830,8 @@ impl Expiration {
     /// rescheduled with backoff.
     async fn expire_revoke(&self, id: &str) -> Option<Revoked> {
         let forced = self.schedule.take_forced(id);
-        let e = match self.load(id).await {
+        let claim = self.claims.revocation(id).await;
+        let e = match self.load_timed(id, true).await {
             Ok(Some(e)) => e,
             Ok(None) => {
                 self.schedule.remove(id);
@@ -838,7 +864,7 @@ impl Expiration {
         }
         let _permit = self.workers.acquire(&e.mount).await?;
         match self.revoke_entry(&e).await {
-            Ok(writes) => Some(Revoked { entry: e, writes }),
+            Ok(writes) => Some(Revoked::claimed(e, writes, claim)),
             Err(err) => {
                 self.record_failure(e, err.to_string()).await;
                 None
@@ -991,7 +1017,7 @@ impl TokenLeaseHooks for Expiration {
         self.revoke_by_token(&t.id_hash).await?;
         self.delete_cubbyhole(&t.id_hash).await?;
         if let Some(e) = self.load_stored(&Self::token_lease_id(t)).await? {
-            self.forget(Revoked::bare(e)).await?;
+            self.forget(Revoked::unclaimed(e, Vec::new())).await?;
         }
         Ok(())
     }
@@ -1002,14 +1028,26 @@ impl TokenLeaseHooks for Expiration {
 struct Revoked {
     entry: LeaseEntry,
     writes: Vec<WriteOp>,
+    /// Keeps renewals out until the removal is durable; dropped after it is written.
+    _claim: Option<claims::Claim>,
 }
 
 impl Revoked {
-    /// A lease removed without engine writes (forced, or a token's own lease).
-    fn bare(entry: LeaseEntry) -> Self {
+    /// A lease no renewal can reach (a reservation, a token's own lease: tokens renew
+    /// under the token store's lock).
+    fn unclaimed(entry: LeaseEntry, writes: Vec<WriteOp>) -> Self {
         Revoked {
             entry,
-            writes: Vec::new(),
+            writes,
+            _claim: None,
+        }
+    }
+
+    fn claimed(entry: LeaseEntry, writes: Vec<WriteOp>, claim: claims::Claim) -> Self {
+        Revoked {
+            entry,
+            writes,
+            _claim: Some(claim),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The test engine: issues dummy credentials ("resources") through the same reserve ->
 //! create -> activate protocol as real engines, and can be told to fail revocation N times
-//! or forever, to be slow, or to fail creation. Every live resource is listed, so a test can
+//! or forever, to be slow (creating, renewing, revoking), or to fail creation. Every live resource is listed, so a test can
 //! check that the engine holds nothing without a lease. Compiled into tests, benchmarks and
 //! `lessor-test-server` only.
 
@@ -28,6 +28,8 @@ pub struct Behaviour {
     pub fail_revoke: i64,
     #[serde(default)]
     pub revoke_delay_ms: u64,
+    #[serde(default)]
+    pub renew_delay_ms: u64,
     #[serde(default)]
     pub create_delay_ms: u64,
     /// Fail every issuance after the resource was created (tests the rollback).
@@ -101,6 +103,9 @@ impl PathHandler for ConfigPath {
         }
         if let Some(v) = d.int("revoke_delay_ms") {
             b.revoke_delay_ms = v.max(0) as u64;
+        }
+        if let Some(v) = d.int("renew_delay_ms") {
+            b.renew_delay_ms = v.max(0) as u64;
         }
         if let Some(v) = d.int("create_delay_ms") {
             b.create_delay_ms = v.max(0) as u64;
@@ -236,6 +241,9 @@ impl Backend for Engine {
     async fn renew(&self, _ctx: &LeaseCtx<'_>) -> Result<RenewGrant> {
         self.state.stats.renew_calls.fetch_add(1, Ordering::Relaxed);
         let b = self.state.behaviour();
+        if b.renew_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(b.renew_delay_ms)).await;
+        }
         Ok(RenewGrant {
             ttl: Duration::from_secs(b.ttl.max(0) as u64),
             max_ttl: Duration::from_secs(b.max_ttl.max(0) as u64),
@@ -281,6 +289,7 @@ pub fn factory(_entry: &MountEntry) -> Result<Arc<dyn Backend>> {
             .fields(vec![
                 field::int("fail_revoke", "Revocations to fail; -1 = forever."),
                 field::int("revoke_delay_ms", "Delay of each revocation."),
+                field::int("renew_delay_ms", "Delay of each renewal."),
                 field::int("create_delay_ms", "Delay between reserve and return."),
                 field::bool("fail_create", "Fail issuance after creating."),
                 field::dur("ttl", "Lease TTL."),

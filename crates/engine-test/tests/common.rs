@@ -185,6 +185,21 @@ impl Env {
         .await
     }
 
+    /// One of the test engine's counters (`test/stats`).
+    pub async fn stat(&self, name: &str) -> u64 {
+        self.data(Operation::Read, "test/stats", json!({})).await[name]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Waits until the engine counter `name` reaches `n`: a call slowed by the engine's
+    /// delay knobs is then in flight.
+    pub async fn until_stat(&self, name: &str, n: u64) {
+        while self.stat(name).await < n {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     pub async fn run_due(&self) -> usize {
         self.core.active().unwrap().expiration.run_due_now().await
     }

@@ -333,13 +333,18 @@ impl Expiration {
     /// One revocation of a job, through the worker pool. Returns the lease to forget (the
     /// caller forgets a page at once); a failure is recorded on the lease (retried with
     /// backoff) unless forced, when the lease is forgotten anyway.
+    ///
+    /// The record is the page's, not read again: a renewal that landed since changed only
+    /// its times (no engine replaces a lease's revocation data on renewal), and once claimed
+    /// no renewal can land.
     async fn revoke_in_job(&self, e: LeaseEntry, force: bool) -> Result<Option<Revoked>> {
+        let claim = self.claims.revocation(&e.id).await;
         let _permit = self.workers.acquire(&e.mount).await;
         match self.revoke_entry(&e).await {
-            Ok(writes) => Ok(Some(Revoked { entry: e, writes })),
+            Ok(writes) => Ok(Some(Revoked::claimed(e, writes, claim))),
             Err(err) if force => {
                 tracing::warn!(lease_id = %e.id, error = %err, "forced revocation dropped a lease whose backend revoke failed");
-                Ok(Some(Revoked::bare(e)))
+                Ok(Some(Revoked::claimed(e, Vec::new(), claim)))
             }
             Err(err) => {
                 let msg = err.to_string();

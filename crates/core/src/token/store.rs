@@ -24,13 +24,13 @@ use rand::Rng;
 use rand::distributions::Alphanumeric;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use tokio::sync::Mutex;
 
 use super::entry::{LAST_USE, TokenEntry, sanitize_policies};
 use super::login::LoginRenewer;
 use super::params::{CreateParams, TtlLimits};
 use crate::barrier::View;
 use crate::clock::{Clock, SystemClock};
+use crate::stripes::Stripes;
 use crate::ttl::{TtlInput, calculate};
 use crate::{Error, Result};
 
@@ -111,7 +111,7 @@ pub struct TokenStore {
     clock: Arc<dyn Clock>,
     hooks: OnceLock<Arc<dyn TokenLeaseHooks>>,
     login: OnceLock<Arc<dyn LoginRenewer>>,
-    locks: Vec<Mutex<()>>,
+    locks: Stripes,
 }
 
 impl std::fmt::Debug for TokenStore {
@@ -162,7 +162,7 @@ impl TokenStore {
             clock,
             hooks: OnceLock::new(),
             login: OnceLock::new(),
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            locks: Stripes::new(LOCK_STRIPES),
         })
     }
 
@@ -193,13 +193,6 @@ impl TokenStore {
         let mut mac = self.mac.clone();
         mac.update(value.as_bytes());
         format!("h{}", hex::encode(mac.finalize().into_bytes()))
-    }
-
-    fn lock_for(&self, id_hash: &str) -> &Mutex<()> {
-        let i = id_hash
-            .bytes()
-            .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
-        &self.locks[i % self.locks.len()]
     }
 
     /// Commits `ops` together with the writes that record `entry`'s lease: one atomic,
@@ -319,6 +312,14 @@ impl TokenStore {
         }
     }
 
+    /// The token once any renewal in progress has landed (read under its stripe lock). If
+    /// it is expired now, no later renewal can succeed, since a renewal refuses an expired
+    /// token: the scheduler revokes on this read.
+    pub async fn lookup_settled(&self, id_hash: &str) -> Result<Option<TokenEntry>> {
+        let _g = self.locks.lock(id_hash).await;
+        self.lookup_hash(id_hash).await
+    }
+
     /// Checks a live entry: expired tokens are revoked on sight; a token in its last use
     /// resolves no more.
     async fn live(&self, entry: Option<TokenEntry>) -> Result<Option<TokenEntry>> {
@@ -368,7 +369,7 @@ impl TokenStore {
         if entry.num_uses == 0 {
             return Ok(());
         }
-        let _g = self.lock_for(&entry.id_hash).lock().await;
+        let _g = self.locks.lock(&entry.id_hash).await;
         let Some(mut cur) = self.lookup_hash(&entry.id_hash).await? else {
             return Ok(());
         };
@@ -417,7 +418,7 @@ impl TokenStore {
             _ => None,
         };
         let renewed = {
-            let _g = self.lock_for(id_hash).lock().await;
+            let _g = self.locks.lock(id_hash).await;
             let now = self.now();
             let Some(mut e) = self.lookup_hash(id_hash).await? else {
                 return Err(Error::bad("token not found"));
@@ -497,7 +498,7 @@ impl TokenStore {
         if let Some(p) = parent_hint.filter(|p| *p != entry.parent) {
             ops.push(WriteOp::Delete(format!("{PARENT_PREFIX}{p}/{h}")));
         }
-        let _g = self.lock_for(h).lock().await;
+        let _g = self.locks.lock(h).await;
         self.storage.batch(ops).await?;
         Ok(())
     }
@@ -556,7 +557,7 @@ impl TokenStore {
             return Ok(false);
         }
         for child in self.children(id_hash).await? {
-            let _g = self.lock_for(&child).lock().await;
+            let _g = self.locks.lock(&child).await;
             let link = format!("{PARENT_PREFIX}{id_hash}/{child}");
             let mut ops = vec![WriteOp::Delete(link)];
             if let Some(mut c) = self.lookup_hash(&child).await? {

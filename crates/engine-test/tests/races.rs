@@ -1,0 +1,95 @@
+//! A lease's renewal against its revocation, each caught in flight: the test engine is
+//! slowed so one call is still running when the other starts. A renewal that answers OK
+//! keeps the lease until its new expiry; a revocation leaves nothing behind, neither
+//! record nor resource, and a renewal arriving during it is refused.
+
+mod common;
+
+use common::Env;
+use lessor_core::logical::Operation;
+use serde_json::json;
+
+#[tokio::test]
+async fn the_scheduler_waits_for_a_renewal_in_flight_and_keeps_the_lease() {
+    let env = Env::new().await;
+    env.configure(json!({"ttl": "1h", "renew_delay_ms": 300}))
+        .await;
+    let (lease, _) = env.issue().await;
+    env.clock.advance(3590);
+    let (renewed, due) = tokio::join!(env.renew(&lease, 3600), async {
+        env.until_stat("renew_calls", 1).await;
+        // Past the old expiry while the renewal is in the engine.
+        env.clock.advance(20);
+        env.run_due().await
+    });
+    assert_eq!(renewed.lease_duration, 3600);
+    assert_eq!(due, 1, "the scheduler took the lease as due");
+    assert_eq!(env.stat("revoke_calls").await, 0, "not revoked");
+    assert!(env.lookup(&lease).await.unwrap().is_some());
+
+    // It goes at the expiry the renewal granted (renewed at +3590 for an hour).
+    env.clock.advance(3579);
+    env.run_due().await;
+    assert_eq!(env.resources().await, 1);
+    env.clock.advance(1);
+    env.run_due().await;
+    assert_eq!(env.resources().await, 0);
+}
+
+#[tokio::test]
+async fn a_revocation_waits_for_a_renewal_in_flight_and_leaves_no_record() {
+    let env = Env::new().await;
+    env.configure(json!({"ttl": "1h", "renew_delay_ms": 300}))
+        .await;
+    let (lease, _) = env.issue().await;
+    let (renewed, revoked) = tokio::join!(env.renew(&lease, 7200), async {
+        env.until_stat("renew_calls", 1).await;
+        env.call(
+            Operation::Update,
+            "sys/leases/revoke",
+            json!({"lease_id": lease}),
+        )
+        .await
+    });
+    assert_eq!(renewed.lease_duration, 7200, "the renewal landed first");
+    revoked.expect("then the revocation");
+    assert!(env.lookup(&lease).await.is_err(), "no record written back");
+    let exp = env.core.active().unwrap().expiration.clone();
+    assert!(exp.ids_under("test/").await.unwrap().is_empty());
+    assert_eq!(env.resources().await, 0);
+}
+
+#[tokio::test]
+async fn a_renewal_during_a_revocation_is_refused() {
+    let env = Env::new().await;
+    env.configure(json!({"ttl": "1h", "revoke_delay_ms": 300}))
+        .await;
+    for (n, (path, body)) in [
+        ("sys/leases/revoke", true),
+        ("sys/leases/revoke-prefix/test/creds/role", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (lease, _) = env.issue().await;
+        let data = if body {
+            json!({"lease_id": lease})
+        } else {
+            json!({})
+        };
+        let (revoked, renewed) = tokio::join!(env.call(Operation::Update, path, data), async {
+            env.until_stat("revoke_calls", n as u64 + 1).await;
+            env.call(
+                Operation::Update,
+                "sys/leases/renew",
+                json!({"lease_id": lease, "increment": 3600}),
+            )
+            .await
+        });
+        revoked.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let err = renewed.expect_err("renewal of a lease being revoked");
+        assert!(err.to_string().contains("being revoked"), "{path}: {err}");
+        assert!(env.lookup(&lease).await.is_err(), "{path}: record gone");
+        assert_eq!(env.resources().await, 0, "{path}");
+    }
+}
