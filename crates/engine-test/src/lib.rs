@@ -226,14 +226,14 @@ impl Backend for Engine {
     }
 
     async fn initialize(&self, storage: &Arc<dyn lessor_storage::Storage>) -> Result<()> {
-        if let Some(raw) = storage.get(CONFIG_KEY).await? {
-            if let Ok(b) = serde_json::from_slice::<Behaviour>(&raw) {
-                self.state
-                    .stats
-                    .fail_left
-                    .store(b.fail_revoke, Ordering::SeqCst);
-                *self.state.behaviour.write() = b;
-            }
+        if let Some(raw) = storage.get(CONFIG_KEY).await?
+            && let Ok(b) = serde_json::from_slice::<Behaviour>(&raw)
+        {
+            self.state
+                .stats
+                .fail_left
+                .store(b.fail_revoke, Ordering::SeqCst);
+            *self.state.behaviour.write() = b;
         }
         Ok(())
     }

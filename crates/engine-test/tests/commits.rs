@@ -4,6 +4,9 @@
 //! are forgotten in shared batches, not one commit each. Counted by the metrics layer's
 //! storage wrapper, which sees every write call.
 
+// Tests and their helpers may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

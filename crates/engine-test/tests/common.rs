@@ -1,6 +1,7 @@
 //! A core on in-memory storage with a manual clock and the test engine at `test/`.
 
-#![allow(dead_code)]
+// Tests and their helpers may unwrap: a panic is a failed test.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! leases, token leases, prefix filtering, and `expiring-soon` timing (leases issued before
 //! the subscription included). The clock is driven; nothing sleeps for a TTL.
 
+// Tests and their helpers may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! The lease manager through the core: issue, renew, expiry, retries, irrevocable leases,
 //! token cascades, failed issuance and restore. The clock is driven; nothing sleeps.
 
+// Tests and their helpers may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::Env;

@@ -1,6 +1,9 @@
 //! Lease-count quotas through the core: the limit, what frees a slot, who is exempt, which
 //! rule applies, token leases, and a restart. The clock is driven; nothing sleeps.
 
+// Tests and their helpers may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::Env;

@@ -3,6 +3,9 @@
 //! keeps the lease until its new expiry; a revocation leaves nothing behind, neither
 //! record nor resource, and a renewal arriving during it is refused.
 
+// Tests and their helpers may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::Env;

@@ -2,6 +2,9 @@
 //! cache before they are due, so revoking them does not read them from storage then; and a
 //! lease changed after it was read ahead is handled as it is now, not as it was read.
 
+// Tests and their helpers may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -228,14 +228,14 @@ impl Config {
         let root = value.as_object().ok_or("config must be an object")?;
         let mut cfg = Config::default();
         for key in ["storage", "backend"] {
-            if let Some(v) = root.get(key) {
-                if let Some((kind, body)) = labelled_blocks(v).into_iter().next() {
-                    let options = body
-                        .iter()
-                        .filter_map(|(k, v)| Some((k.clone(), as_string(v)?)))
-                        .collect();
-                    cfg.storage = Some(StorageConfig { kind, options });
-                }
+            if let Some(v) = root.get(key)
+                && let Some((kind, body)) = labelled_blocks(v).into_iter().next()
+            {
+                let options = body
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), as_string(v)?)))
+                    .collect();
+                cfg.storage = Some(StorageConfig { kind, options });
             }
         }
         if let Some(v) = root.get("listener") {

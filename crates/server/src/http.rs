@@ -101,13 +101,13 @@ async fn build_request(
     if head && path.trim_end_matches('/') != "sys/health" {
         return Err(Error::UnsupportedOperation);
     }
-    if operation == Operation::Read {
-        if let Some(v) = data.remove("list") {
-            match field::parse("list", FieldType::Bool, &v) {
-                Ok(Some(Parsed::Bool(true))) => operation = Operation::List,
-                Ok(_) => {}
-                Err(_) => return Err(Error::bad(format!("invalid value for \"list\": {v}"))),
-            }
+    if operation == Operation::Read
+        && let Some(v) = data.remove("list")
+    {
+        match field::parse("list", FieldType::Bool, &v) {
+            Ok(Some(Parsed::Bool(true))) => operation = Operation::List,
+            Ok(_) => {}
+            Err(_) => return Err(Error::bad(format!("invalid value for \"list\": {v}"))),
         }
     }
     if matches!(operation, Operation::Update | Operation::Patch) {
@@ -154,12 +154,13 @@ fn percent_decode(p: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&p[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&p[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -270,10 +271,10 @@ fn auth_json(a: &AuthSpec) -> Value {
         "mfa_requirement": null,
         "num_uses": a.num_uses,
     });
-    if a.token_policies.is_empty() {
-        if let Some(o) = v.as_object_mut() {
-            o.remove("token_policies");
-        }
+    if a.token_policies.is_empty()
+        && let Some(o) = v.as_object_mut()
+    {
+        o.remove("token_policies");
     }
     v
 }
@@ -303,11 +304,11 @@ pub fn respond(request_id: &str, resp: Option<Response>) -> HttpResponse {
         "auth": r.auth.as_ref().map(auth_json).unwrap_or(Value::Null),
         "mount_type": r.mount_type,
     });
-    if r.legacy_top_level {
-        if let (Some(o), Some(data)) = (env.as_object_mut(), r.data) {
-            for (k, v) in data {
-                o.entry(k).or_insert(v);
-            }
+    if r.legacy_top_level
+        && let (Some(o), Some(data)) = (env.as_object_mut(), r.data)
+    {
+        for (k, v) in data {
+            o.entry(k).or_insert(v);
         }
     }
     json_response(status_of(r.status.unwrap_or(200)), &env)

@@ -35,25 +35,13 @@ pub fn factories() -> BTreeMap<String, Factory> {
         "kv".into(),
         Arc::new(|entry| lessor_engine_kv::factory(&entry.options)),
     );
-    f.insert(
-        "approle".into(),
-        Arc::new(|entry| lessor_auth_approle::factory(entry)),
-    );
-    f.insert(
-        "jwt".into(),
-        Arc::new(|entry| lessor_auth_jwt::factory(entry)),
-    );
-    f.insert(
-        "oidc".into(),
-        Arc::new(|entry| lessor_auth_jwt::factory(entry)),
-    );
-    f.insert(
-        "aws".into(),
-        Arc::new(|entry| lessor_engine_aws::factory(entry)),
-    );
+    f.insert("approle".into(), Arc::new(lessor_auth_approle::factory));
+    f.insert("jwt".into(), Arc::new(lessor_auth_jwt::factory));
+    f.insert("oidc".into(), Arc::new(lessor_auth_jwt::factory));
+    f.insert("aws".into(), Arc::new(lessor_engine_aws::factory));
     f.insert(
         "kubernetes".into(),
-        Arc::new(|entry| lessor_auth_kubernetes::factory(entry)),
+        Arc::new(lessor_auth_kubernetes::factory),
     );
     f
 }

@@ -1,6 +1,9 @@
 //! The server in-process on a loopback port, driven by a third-party client (vaultrs) and by
 //! raw HTTP: the envelope and status codes real clients depend on.
 
+// Tests and their helpers may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
