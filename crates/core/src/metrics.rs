@@ -6,7 +6,7 @@
 //! each request. Lease operations (issue, renew, revoke) also look up their mount's counters
 //! in a read-mostly map. Everything that needs storage (leases by mount and state, the
 //! expiry histogram, retrying and irrevocable leases, token count) is computed at scrape
-//! time from the persisted records and cached for `leases::CACHE_FOR`.
+//! time from the persisted records and reused for `leases::reuse_for` (5 s, or 20x the pass).
 //!
 //! The lease manager's own events (issue, renew, revoke — including expiry — failed
 //! revocation attempts, irrevocable leases) are counted by mount through a `LeaseObserver`,
@@ -262,7 +262,7 @@ impl Metrics {
         };
         let mut cached = self.census.lock().await;
         if let Some(c) = cached.as_ref()
-            && c.taken.is_some_and(|t| t.elapsed() < leases::CACHE_FOR)
+            && c.fresh()
         {
             return Ok(Some(c.clone()));
         }

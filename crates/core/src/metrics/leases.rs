@@ -1,5 +1,7 @@
 //! The lease and token census a scrape reports: one pass over the lease records (and the
-//! token ids), cached for a few seconds so frequent scrapes cost one scan per interval.
+//! token ids), reused for a while so frequent scrapes cost one scan per interval. The pass
+//! grows with the lease count, so the interval grows with it (`reuse_for`): a census never
+//! takes more than a twentieth of one core, however many leases there are.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,8 +16,10 @@ const LEASE_PREFIX: &str = "sys/expire/id/";
 const INDEX_PREFIX: &str = "sys/expire/idx/";
 const TOKEN_PREFIX: &str = "sys/token/id/";
 const PAGE: usize = 1000;
-/// A census is reused this long.
+/// A census is reused at least this long.
 pub const CACHE_FOR: Duration = Duration::from_secs(5);
+/// ... and at least this many times as long as it took to take.
+const REUSE_FACTOR: u32 = 20;
 /// Bounds (seconds until expiry) of the expiry histogram.
 pub const EXPIRY_BOUNDS: &[f64] = &[
     60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 604800.0, 2592000.0,
@@ -34,6 +38,21 @@ pub struct Census {
     pub expiry: HistogramData,
     pub tokens: u64,
     pub taken: Option<Instant>,
+    /// How long the pass took.
+    pub took: Duration,
+}
+
+impl Census {
+    /// Whether this census may still be served.
+    pub fn fresh(&self) -> bool {
+        self.taken
+            .is_some_and(|t| t.elapsed() < reuse_for(self.took))
+    }
+}
+
+/// How long a census that took `took` is reused.
+pub fn reuse_for(took: Duration) -> Duration {
+    CACHE_FOR.max(took.saturating_mul(REUSE_FACTOR))
 }
 
 fn state_name(s: LeaseState) -> &'static str {
@@ -46,6 +65,7 @@ fn state_name(s: LeaseState) -> &'static str {
 
 /// Scans the lease records and token ids through the barrier.
 pub async fn take(storage: &dyn Storage, now: i64) -> Result<Census> {
+    let started = Instant::now();
     let mut c = Census {
         expiry: HistogramData {
             bounds: EXPIRY_BOUNDS.to_vec(),
@@ -96,5 +116,24 @@ pub async fn take(storage: &dyn Storage, now: i64) -> Result<Census> {
         c.tokens += keys.len() as u64;
     }
     c.taken = Some(Instant::now());
+    c.took = started.elapsed();
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_census_is_reused_longer() {
+        assert_eq!(reuse_for(Duration::from_millis(20)), CACHE_FOR);
+        assert_eq!(reuse_for(Duration::from_secs(2)), Duration::from_secs(40));
+        let c = Census {
+            taken: Some(Instant::now()),
+            took: Duration::from_secs(1),
+            ..Default::default()
+        };
+        assert!(c.fresh());
+        assert!(!Census::default().fresh(), "never taken");
+    }
 }
