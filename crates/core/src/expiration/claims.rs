@@ -17,11 +17,15 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
 use tokio::sync::Notify;
+
+/// Lease ids to holds; the id is allocated once, shared by the map and the claim.
+type Held = HashMap<Arc<str>, Hold, RandomState>;
 
 #[derive(Default)]
 pub struct Claims {
-    held: parking_lot::Mutex<HashMap<String, Hold>>,
+    held: parking_lot::Mutex<Held>,
     /// Woken whenever a claim drops, so a waiter looks again.
     released: Notify,
 }
@@ -40,38 +44,42 @@ impl Claims {
     /// Holds the lease for a renewal, after any other renewal of it; refused while a
     /// revocation holds it.
     pub async fn renewal(self: &Arc<Self>, id: &str) -> Result<Claim, BeingRevoked> {
-        let taken = self
+        let key = self
             .take(|held| match held.get(id) {
                 None => {
-                    held.insert(id.to_string(), Hold::Renewing);
-                    Some(Ok(()))
+                    let key: Arc<str> = id.into();
+                    held.insert(key.clone(), Hold::Renewing);
+                    Some(Ok(key))
                 }
                 Some(Hold::Renewing) => None,
                 Some(Hold::Revoking(_)) => Some(Err(BeingRevoked)),
             })
-            .await;
-        taken.map(|()| self.claim(id))
+            .await?;
+        Ok(self.claim(key))
     }
 
     /// Holds the lease for a revocation, once any renewal in flight has landed.
     pub async fn revocation(self: &Arc<Self>, id: &str) -> Claim {
-        self.take(|held| match held.get_mut(id) {
-            None => {
-                held.insert(id.to_string(), Hold::Revoking(1));
-                Some(())
-            }
-            Some(Hold::Renewing) => None,
-            Some(Hold::Revoking(n)) => {
-                *n += 1;
-                Some(())
-            }
-        })
-        .await;
-        self.claim(id)
+        let key = self
+            .take(|held| match held.get_key_value(id) {
+                None => {
+                    let key: Arc<str> = id.into();
+                    held.insert(key.clone(), Hold::Revoking(1));
+                    Some(key)
+                }
+                Some((_, Hold::Renewing)) => None,
+                Some((key, Hold::Revoking(n))) => {
+                    let (key, n) = (key.clone(), *n + 1);
+                    held.insert(key.clone(), Hold::Revoking(n));
+                    Some(key)
+                }
+            })
+            .await;
+        self.claim(key)
     }
 
     /// Runs `attempt` under the lock until it answers (`None`: wait for a release).
-    async fn take<T>(&self, attempt: impl Fn(&mut HashMap<String, Hold>) -> Option<T>) -> T {
+    async fn take<T>(&self, attempt: impl Fn(&mut Held) -> Option<T>) -> T {
         loop {
             if let Some(t) = attempt(&mut self.held.lock()) {
                 return t;
@@ -87,10 +95,10 @@ impl Claims {
         }
     }
 
-    fn claim(self: &Arc<Self>, id: &str) -> Claim {
+    fn claim(self: &Arc<Self>, id: Arc<str>) -> Claim {
         Claim {
             claims: self.clone(),
-            id: id.to_string(),
+            id,
         }
     }
 }
@@ -98,14 +106,14 @@ impl Claims {
 /// A hold on one lease, released when dropped.
 pub struct Claim {
     claims: Arc<Claims>,
-    id: String,
+    id: Arc<str>,
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         {
             let mut held = self.claims.held.lock();
-            if let Entry::Occupied(mut o) = held.entry(std::mem::take(&mut self.id)) {
+            if let Entry::Occupied(mut o) = held.entry(self.id.clone()) {
                 match o.get_mut() {
                     Hold::Revoking(n) if *n > 1 => *n -= 1,
                     _ => {

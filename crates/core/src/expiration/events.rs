@@ -155,8 +155,8 @@ pub trait LeaseObserver: Send + Sync {
 
 #[derive(Default)]
 struct Recent {
-    set: HashSet<String>,
-    order: VecDeque<String>,
+    set: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    order: VecDeque<Arc<str>>,
 }
 
 impl Recent {
@@ -170,15 +170,16 @@ impl Recent {
         {
             self.set.remove(&old);
         }
-        self.set.insert(id.to_string());
-        self.order.push_back(id.to_string());
+        let id: Arc<str> = id.into();
+        self.set.insert(id.clone());
+        self.order.push_back(id);
         true
     }
 
     /// A reused id (a token re-created with the same custom id) is live again.
     fn forget(&mut self, id: &str) {
         if self.set.remove(id) {
-            self.order.retain(|o| o != id);
+            self.order.retain(|o| &**o != id);
         }
     }
 }

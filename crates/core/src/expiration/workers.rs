@@ -11,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct Workers {
     global: Arc<Semaphore>,
-    per_mount: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_mount: Mutex<HashMap<String, Arc<Semaphore>, foldhash::fast::RandomState>>,
     per_mount_limit: usize,
 }
 
@@ -25,7 +25,7 @@ impl Workers {
     pub fn new(global: usize, per_mount: usize) -> Self {
         Workers {
             global: Arc::new(Semaphore::new(global.max(1))),
-            per_mount: Mutex::new(HashMap::new()),
+            per_mount: Mutex::new(HashMap::default()),
             per_mount_limit: per_mount.max(1),
         }
     }
