@@ -117,6 +117,13 @@ struct MountOps {
 
 type GaugeFn = Arc<dyn Fn() -> f64 + Send + Sync>;
 
+/// The census a scrape serves, and whether a newer one is being taken.
+#[derive(Default)]
+struct CensusSlot {
+    last: Option<leases::Census>,
+    taking: bool,
+}
+
 pub struct Metrics {
     requests: [[AtomicU64; STATUSES.len()]; CLASSES.len()],
     request_ms: [Histogram; CLASSES.len()],
@@ -125,7 +132,10 @@ pub struct Metrics {
     op_ms: [Histogram; 3],
     op_errors: [AtomicU64; 3],
     pub storage: Arc<StorageTimes>,
-    census: tokio::sync::Mutex<Option<leases::Census>>,
+    /// The last census, shared with the task that refreshes it.
+    census: Arc<parking_lot::Mutex<CensusSlot>>,
+    /// Held while the first census is taken, so concurrent first scrapes take one.
+    first_census: tokio::sync::Mutex<()>,
     external: RwLock<Vec<(&'static str, &'static str, GaugeFn)>>,
 }
 
@@ -139,7 +149,8 @@ impl Default for Metrics {
             op_ms: std::array::from_fn(|_| Histogram::latency()),
             op_errors: std::array::from_fn(|_| AtomicU64::new(0)),
             storage: Arc::new(StorageTimes::default()),
-            census: tokio::sync::Mutex::new(None),
+            census: Arc::default(),
+            first_census: tokio::sync::Mutex::new(()),
             external: RwLock::new(Vec::new()),
         }
     }
@@ -256,19 +267,53 @@ impl Metrics {
         self.mount_ops(&mount).by_op[idx].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The lease census. Once one exists, a scrape never waits for the next: a stale one
+    /// is served while a task takes a new one (as Vault's usage gauges are refreshed in the
+    /// background), so a pass that outgrows a scraper's timeout still answers. Only the
+    /// first scrape after start waits for a pass.
     async fn census(&self, core: &Core) -> Result<Option<leases::Census>> {
         let Some(active) = core.active() else {
             return Ok(None);
         };
-        let mut cached = self.census.lock().await;
-        if let Some(c) = cached.as_ref()
-            && c.fresh()
-        {
-            return Ok(Some(c.clone()));
+        if let Some(c) = self.served_census(&active.storage, core.clock.now_unix()) {
+            return Ok(Some(c));
+        }
+        let _first = self.first_census.lock().await;
+        if let Some(c) = self.census.lock().last.clone() {
+            return Ok(Some(c));
         }
         let c = leases::take(active.storage.as_ref(), core.clock.now_unix()).await?;
-        *cached = Some(c.clone());
+        self.census.lock().last = Some(c.clone());
         Ok(Some(c))
+    }
+
+    /// The census held, if any; a stale one starts its refresh.
+    fn served_census(&self, storage: &Arc<dyn Storage>, now: i64) -> Option<leases::Census> {
+        let mut slot = self.census.lock();
+        let c = slot.last.clone()?;
+        if !c.fresh() && !slot.taking {
+            slot.taking = true;
+            let (slot, storage) = (self.census.clone(), storage.clone());
+            tokio::spawn(async move {
+                let taken = leases::take(storage.as_ref(), now).await;
+                let mut slot = slot.lock();
+                slot.taking = false;
+                match taken {
+                    Ok(c) => slot.last = Some(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lease census failed; serving the last one")
+                    }
+                }
+            });
+        }
+        Some(c)
+    }
+
+    /// Marks the census held as stale, as if its time had passed (tests).
+    pub fn age_census(&self) {
+        if let Some(c) = self.census.lock().last.as_mut() {
+            c.taken = None;
+        }
     }
 
     /// Every metric, as of now.
