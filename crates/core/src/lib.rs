@@ -17,7 +17,7 @@ pub mod mounts;
 pub mod policy;
 pub mod quota;
 pub mod seal;
-pub(crate) mod stripes;
+pub mod stripes;
 pub mod sys;
 pub mod ttl;
 

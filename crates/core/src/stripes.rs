@@ -1,5 +1,5 @@
 //! Striped async locks: one of a fixed set of mutexes per key, so read-modify-write of
-//! one record (a token, a lease) is serialized without a lock per record in memory.
+//! one record (a token, a KV secret) is serialized without a lock per record in memory.
 
 use tokio::sync::{Mutex, MutexGuard};
 

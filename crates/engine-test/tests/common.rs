@@ -194,11 +194,15 @@ impl Env {
     }
 
     /// Waits until the engine counter `name` reaches `n`: a call slowed by the engine's
-    /// delay knobs is then in flight.
+    /// delay knobs is then in flight. Fails rather than hangs if it never does.
     pub async fn until_stat(&self, name: &str, n: u64) {
-        while self.stat(name).await < n {
+        for _ in 0..10_000 {
+            if self.stat(name).await >= n {
+                return;
+            }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+        panic!("engine counter {name} never reached {n}");
     }
 
     pub async fn run_due(&self) -> usize {

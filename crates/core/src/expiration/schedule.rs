@@ -84,7 +84,9 @@ impl Schedule {
 
     /// Whether a lease taken as due was queued by `insert_forced`; forgets that it was.
     pub fn take_forced(&self, id: &str) -> bool {
-        self.inner.lock().forced.remove(id)
+        let mut g = self.inner.lock();
+        // Empty almost always: no hashing of the id then.
+        !g.forced.is_empty() && g.forced.remove(id)
     }
 
     fn insert_with(&self, id: &str, expire_at: i64, forced: bool) {
@@ -123,7 +125,9 @@ impl Schedule {
         if let Some((k, t)) = g.by_id.remove_entry(id) {
             g.unbucket(&k, t);
         }
-        g.forced.remove(id);
+        if !g.forced.is_empty() {
+            g.forced.remove(id);
+        }
     }
 
     /// Takes up to `max` leases due at `now`, earliest second first.

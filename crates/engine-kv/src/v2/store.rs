@@ -4,17 +4,17 @@
 //! RFC 3339 with trailing zeros of the fraction dropped, as Vault prints them.
 
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use lessor_core::duration;
 use lessor_core::logical::obj;
+use lessor_core::stripes::Stripes;
 use lessor_core::{Error, Result};
 use lessor_storage::{Storage, WriteOp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::MutexGuard;
 
 /// Versions kept per secret when neither the secret nor the mount sets `max_versions`.
 pub const DEFAULT_MAX_VERSIONS: u64 = 10;
@@ -34,7 +34,7 @@ pub fn system_clock() -> Clock {
 
 /// What every handler of one mount shares.
 pub struct State {
-    locks: Vec<Mutex<()>>,
+    locks: Stripes,
     clock: Clock,
 }
 
@@ -45,18 +45,14 @@ const LOCK_STRIPES: usize = 64;
 impl State {
     pub fn new(clock: Clock) -> Self {
         State {
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            locks: Stripes::new(LOCK_STRIPES),
             clock,
         }
     }
 
     /// Serialises every read-modify-write of one secret (check-and-set depends on it).
     pub async fn lock(&self, path: &str) -> MutexGuard<'_, ()> {
-        let mut h = DefaultHasher::new();
-        path.hash(&mut h);
-        // `locks` has exactly LOCK_STRIPES entries, so the index is always in range.
-        let i = (h.finish() % LOCK_STRIPES as u64) as usize;
-        self.locks[i].lock().await
+        self.locks.lock(path).await
     }
 
     pub fn now(&self) -> i64 {
