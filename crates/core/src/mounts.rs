@@ -123,6 +123,14 @@ impl MountEntry {
         format!("{}{}", self.table.route_prefix(), self.path)
     }
 
+    /// True when `route_path` is this mount's route path; compared in place, without
+    /// building it (the lease manager asks on every revocation).
+    pub fn is_route(&self, route_path: &str) -> bool {
+        route_path
+            .strip_prefix(self.table.route_prefix())
+            .is_some_and(|rest| rest == self.path)
+    }
+
     /// True when `path` falls under this mount (or names it without the trailing `/`).
     /// Compared in place: the router asks this of every mount on every request.
     pub fn routes(&self, path: &str) -> bool {
@@ -239,7 +247,8 @@ pub struct Mounted {
 #[derive(Default)]
 pub struct Router {
     // Sorted by route path, longest first, so the first match is the longest prefix.
-    routes: RwLock<Vec<Mounted>>,
+    // Shared, so routing a request hands out a reference count, not a copy of the entry.
+    routes: RwLock<Vec<Arc<Mounted>>>,
 }
 
 impl Router {
@@ -254,7 +263,7 @@ impl Router {
     pub fn insert(&self, m: Mounted) {
         let mut routes = self.routes.write();
         routes.retain(|r| r.entry.route_path() != m.entry.route_path());
-        routes.push(m);
+        routes.push(Arc::new(m));
         routes.sort_by(|a, b| {
             b.entry
                 .route_path()
@@ -264,25 +273,23 @@ impl Router {
         });
     }
 
-    pub fn remove(&self, route_path: &str) -> Option<Mounted> {
+    pub fn remove(&self, route_path: &str) -> Option<Arc<Mounted>> {
         let mut routes = self.routes.write();
-        let idx = routes
-            .iter()
-            .position(|r| r.entry.route_path() == route_path)?;
+        let idx = routes.iter().position(|r| r.entry.is_route(route_path))?;
         Some(routes.remove(idx))
     }
 
     /// The longest mount whose route path prefixes `path` (or equals `path` + `/`).
-    pub fn matching(&self, path: &str) -> Option<Mounted> {
+    pub fn matching(&self, path: &str) -> Option<Arc<Mounted>> {
         let routes = self.routes.read();
         routes.iter().find(|r| r.entry.routes(path)).cloned()
     }
 
-    pub fn get(&self, route_path: &str) -> Option<Mounted> {
+    pub fn get(&self, route_path: &str) -> Option<Arc<Mounted>> {
         self.routes
             .read()
             .iter()
-            .find(|r| r.entry.route_path() == route_path)
+            .find(|r| r.entry.is_route(route_path))
             .cloned()
     }
 
@@ -305,7 +312,10 @@ impl Router {
             .iter_mut()
             .find(|r| r.entry.route_path() == entry.route_path())
             .ok_or_else(|| Error::bad(format!("no mount at {}", entry.route_path())))?;
-        r.entry = entry;
+        *r = Arc::new(Mounted {
+            entry,
+            ..Mounted::clone(r)
+        });
         Ok(())
     }
 

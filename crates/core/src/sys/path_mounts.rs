@@ -524,9 +524,9 @@ impl PathHandler for Remount {
         entry.path = to_rel;
         active.router.insert(crate::mounts::Mounted {
             entry,
-            backend: m.backend,
-            storage: m.storage,
-            view: m.view,
+            backend: m.backend.clone(),
+            storage: m.storage.clone(),
+            view: m.view.clone(),
         });
         core.save_table(&active, table).await?;
         let id = uuid::Uuid::new_v4().to_string();

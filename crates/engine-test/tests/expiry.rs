@@ -1,0 +1,121 @@
+//! How the scheduler works through leases due together: the engine calls that revoke them
+//! are not held to the pace of the durable removals that follow, so a slow disk delays
+//! only the bookkeeping, never the revocation of a credential.
+
+// Tests and their helpers may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use common::Env;
+use lessor_storage::inmem::InMem;
+use lessor_storage::{Result, Storage, WriteOp};
+use serde_json::json;
+use tokio::sync::Notify;
+
+/// Storage whose writes wait while it is held: a disk that has stopped answering.
+#[derive(Default)]
+struct Held {
+    inner: InMem,
+    held: AtomicBool,
+    waiting: AtomicUsize,
+    released: Notify,
+}
+
+impl Held {
+    async fn gate(&self) {
+        if !self.held.load(Ordering::SeqCst) {
+            return;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let released = self.released.notified();
+            if !self.held.load(Ordering::SeqCst) {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    fn release(&self) {
+        self.held.store(false, Ordering::SeqCst);
+        self.released.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl Storage for Held {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.gate().await;
+        self.inner.put(key, value).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.gate().await;
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        self.inner.scan(prefix, after, limit).await
+    }
+    async fn batch(&self, ops: Vec<WriteOp>) -> Result<()> {
+        self.gate().await;
+        self.inner.batch(ops).await
+    }
+    fn kind(&self) -> &'static str {
+        "inmem"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_go_on_while_removals_wait_for_the_disk() {
+    let storage = Arc::new(Held::default());
+    let env = Env::over(storage.clone()).await;
+    env.configure(json!({"ttl": "1h"})).await;
+    // More than one removal group (512) and the engine calls in flight (96) together: a
+    // scheduler that waited for each group's write would stop after the first group.
+    const N: usize = 1500;
+    for _ in 0..N {
+        env.issue().await;
+    }
+    assert_eq!(env.resources().await, N);
+
+    storage.held.store(true, Ordering::SeqCst);
+    env.clock.advance(3601);
+    let expiration = env.core.active().unwrap().expiration.clone();
+    let run = tokio::spawn(async move { expiration.run_due_now().await });
+    // Every credential is revoked through its engine while no removal can be written.
+    env.until_stat("revoke_calls", N as u64).await;
+    assert!(
+        storage.waiting.load(Ordering::SeqCst) > 0,
+        "removals are waiting"
+    );
+    assert!(
+        !run.is_finished(),
+        "nothing is forgotten before it is written"
+    );
+
+    storage.release();
+    assert_eq!(run.await.unwrap(), N);
+    assert_eq!(env.resources().await, 0, "every removal was written");
+    assert_eq!(
+        env.stat("revoke_calls").await,
+        N as u64,
+        "each revoked once"
+    );
+    let expiration = env.core.active().unwrap().expiration.clone();
+    assert!(expiration.ids_under("test/").await.unwrap().is_empty());
+}
