@@ -117,17 +117,26 @@ impl Shard {
     }
 
     fn remove(&mut self, key: &str) {
-        if let Some(&i) = self.index.get(key) {
-            self.remove_at(i);
+        if let Some(i) = self.index.remove(key) {
+            self.unslot(i);
         }
     }
 
     fn remove_at(&mut self, i: usize) {
+        self.index.remove(&self.slots[i].key);
+        self.unslot(i);
+    }
+
+    /// Takes out slot `i`, whose key has left the index; the last slot moves into its place.
+    /// (Two hashes of a key per removal, not three: a write's invalidations are most of
+    /// what an expiry burst asks of the cache.)
+    fn unslot(&mut self, i: usize) {
         let slot = self.slots.swap_remove(i);
         self.bytes -= slot.bytes();
-        self.index.remove(&slot.key);
-        if let Some(moved) = self.slots.get(i) {
-            self.index.insert(moved.key.clone(), i);
+        if let Some(moved) = self.slots.get(i)
+            && let Some(at) = self.index.get_mut(&moved.key)
+        {
+            *at = i;
         }
     }
 }
