@@ -827,44 +827,27 @@ impl Expiration {
     /// or when no other group of this stream is being written, so the engine calls are not
     /// held to the pace of the durable commits and one commit still carries many removals.
     async fn expire_mount(self: &Arc<Self>, ids: Vec<String>) {
-        use futures_util::{FutureExt, StreamExt};
+        use futures_util::StreamExt;
         let mut revocations = futures_util::stream::iter(ids)
             .map(|id| async move { self.expire_revoke(&id).await })
             .buffer_unordered(WORKERS_PER_MOUNT)
-            .filter_map(std::future::ready);
+            .filter_map(std::future::ready)
+            .ready_chunks(FORGET_GROUP);
         let mut writing = futures_util::stream::FuturesUnordered::new();
-        // Filled to at most a group, then handed over whole: a group's buffer is allocated
-        // once, never grown (regrown buffers of a burst cost the thread page faults).
-        let mut revoked: Vec<Revoked> = Vec::with_capacity(FORGET_GROUP);
+        let mut revoked: Vec<Revoked> = Vec::new();
         let mut more = true;
         loop {
-            if revoked.len() >= FORGET_GROUP || (writing.is_empty() && !revoked.is_empty()) {
-                let group = std::mem::replace(&mut revoked, Vec::with_capacity(FORGET_GROUP));
-                writing.push(self.forget_or_retry(group));
+            while revoked.len() >= FORGET_GROUP || (writing.is_empty() && !revoked.is_empty()) {
+                let rest = revoked.split_off(revoked.len().min(FORGET_GROUP));
+                writing.push(self.forget_or_retry(std::mem::replace(&mut revoked, rest)));
             }
-            if !more && writing.is_empty() && revoked.is_empty() {
+            if !more && writing.is_empty() {
                 return;
             }
             tokio::select! {
-                next = revocations.next(), if more => {
-                    let mut next = next;
-                    // Those ready now join it, so a group is not handed over one by one.
-                    loop {
-                        match next {
-                            Some(r) => revoked.push(r),
-                            None => {
-                                more = false;
-                                break;
-                            }
-                        }
-                        if revoked.len() >= FORGET_GROUP {
-                            break;
-                        }
-                        match revocations.next().now_or_never() {
-                            Some(n) => next = n,
-                            None => break,
-                        }
-                    }
+                ready = revocations.next(), if more => match ready {
+                    Some(ready) => revoked.extend(ready),
+                    None => more = false,
                 },
                 Some(()) = writing.next(), if !writing.is_empty() => {}
             }

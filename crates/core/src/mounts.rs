@@ -262,7 +262,8 @@ impl Router {
 
     pub fn insert(&self, m: Mounted) {
         let mut routes = self.routes.write();
-        routes.retain(|r| r.entry.route_path() != m.entry.route_path());
+        let route = m.entry.route_path();
+        routes.retain(|r| !r.entry.is_route(&route));
         routes.push(Arc::new(m));
         routes.sort_by(|a, b| {
             b.entry
@@ -308,10 +309,11 @@ impl Router {
     /// Replaces an entry's persisted settings (tune) without touching its backend.
     pub fn update_entry(&self, entry: MountEntry) -> Result<()> {
         let mut routes = self.routes.write();
+        let route = entry.route_path();
         let r = routes
             .iter_mut()
-            .find(|r| r.entry.route_path() == entry.route_path())
-            .ok_or_else(|| Error::bad(format!("no mount at {}", entry.route_path())))?;
+            .find(|r| r.entry.is_route(&route))
+            .ok_or_else(|| Error::bad(format!("no mount at {route}")))?;
         *r = Arc::new(Mounted {
             entry,
             ..Mounted::clone(r)
