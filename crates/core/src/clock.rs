@@ -94,22 +94,27 @@ impl Clock for MonotonicClock {
     }
 }
 
-/// A clock tests move by hand.
+/// A clock tests move by hand (it keeps Unix ms).
 pub struct ManualClock(AtomicI64);
 
 impl ManualClock {
+    /// Starts at `start` Unix seconds.
     pub fn new(start: i64) -> Self {
-        ManualClock(AtomicI64::new(start))
+        ManualClock(AtomicI64::new(start * 1000))
     }
 
     pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
+        self.advance_ms(secs * 1000);
+    }
+
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst) * 1000
+        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -120,6 +125,14 @@ pub fn to_datetime(unix: i64) -> OffsetDateTime {
 /// RFC 3339 with nanoseconds, as Vault prints times.
 pub fn rfc3339(unix: i64) -> String {
     to_datetime(unix).format(&Rfc3339).unwrap_or_default()
+}
+
+/// A Unix ms time as RFC 3339 with its milliseconds (`2026-11-22T07:14:05.345Z`).
+pub fn rfc3339_ms(unix_ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 pub fn now_rfc3339() -> String {

@@ -288,6 +288,7 @@ impl Expiration {
             attempts: 0,
             last_error: String::new(),
             max_ttl: 0,
+            expire_ms: 0,
         }
     }
 
@@ -380,9 +381,10 @@ impl Expiration {
         secret_type: &str,
         planned: Value,
     ) -> Result<String> {
-        let now = self.clock.now_unix();
+        let now_ms = self.clock.now_ms();
+        let now = now_ms.div_euclid(1000);
         let id = format!("{}/{}", request_path.trim_end_matches('/'), random_suffix());
-        let entry = LeaseEntry {
+        let mut entry = LeaseEntry {
             id: id.clone(),
             kind: LeaseKind::Secret,
             mount: mount.entry.route_path(),
@@ -391,7 +393,8 @@ impl Expiration {
             internal: planned,
             token_hash: token_hash.to_string(),
             issue_time: now,
-            expire_time: now + pending_deadline_secs(),
+            expire_time: 0,
+            expire_ms: 0,
             last_renewal: 0,
             renewable: false,
             state: LeaseState::Pending,
@@ -399,10 +402,11 @@ impl Expiration {
             last_error: String::new(),
             max_ttl: 0,
         };
+        entry.set_expiry_ms(now_ms + pending_deadline_secs() * 1000);
         self.persist(&entry).await?;
         self.events
             .emit(LeaseEvent::of(EventKind::Reserved, &entry, now));
-        self.schedule.insert(&entry.id, entry.expire_time);
+        self.schedule.insert(&entry.id, entry.expires_at_ms());
         Ok(id)
     }
 
@@ -422,7 +426,8 @@ impl Expiration {
                 ));
             }
         };
-        let now = self.clock.now_unix();
+        let now_ms = self.clock.now_ms();
+        let now = now_ms.div_euclid(1000);
         let sys = system_view(mount, self.system);
         let granted = ttl::calculate(TtlInput {
             backend_ttl: secret.ttl.as_secs() as i64,
@@ -436,13 +441,13 @@ impl Expiration {
         e.secret_type = secret.secret_type.clone();
         e.internal = secret.internal.clone();
         e.issue_time = now;
-        e.expire_time = now + granted.ttl;
+        e.set_expiry_ms(granted.ends_at_ms(now_ms));
         e.renewable = secret.renewable;
         e.max_ttl = secret.max_ttl.as_secs() as i64;
         e.state = LeaseState::Active;
         self.persist(&e).await?;
         self.events.emit(LeaseEvent::of(EventKind::Issued, &e, now));
-        self.schedule.insert(&e.id, e.expire_time);
+        self.schedule.insert(&e.id, e.expires_at_ms());
         Ok((granted.ttl, granted.warning))
     }
 
@@ -479,6 +484,7 @@ impl Expiration {
             secret_type: &secret.secret_type,
             internal: &secret.internal,
             issue_time: crate::clock::to_datetime(self.clock.now_unix()),
+            expire_time: None,
             increment: Duration::ZERO,
         };
         if let Err(e) = mount.backend.revoke(&ctx).await {
@@ -492,9 +498,9 @@ impl Expiration {
 
     /// The `sys/leases/lookup` body of a lease.
     pub fn lookup_data(&self, e: &LeaseEntry) -> serde_json::Map<String, Value> {
-        let now = self.clock.now_unix();
         let ttl = if e.expire_time > 0 {
-            (e.expire_time - now).max(0)
+            // Whole seconds left, rounded down (as Vault reports it).
+            ((e.expires_at_ms() - self.clock.now_ms()) / 1000).max(0)
         } else {
             0
         };
@@ -504,7 +510,7 @@ impl Expiration {
             (
                 "expire_time",
                 if e.expire_time > 0 {
-                    json!(crate::clock::rfc3339(e.expire_time))
+                    json!(crate::clock::rfc3339_ms(e.expires_at_ms()))
                 } else {
                     Value::Null
                 },
@@ -553,8 +559,9 @@ impl Expiration {
                 "lease is expired and has failed previous revocation attempts",
             ));
         }
-        let now = self.clock.now_unix();
-        if e.expire_time > 0 && e.expire_time <= now {
+        let now_ms = self.clock.now_ms();
+        let now = now_ms.div_euclid(1000);
+        if e.expire_time > 0 && e.expires_at_ms() <= now_ms {
             return Err(Error::bad("lease expired"));
         }
         if !e.renewable {
@@ -570,6 +577,7 @@ impl Expiration {
                 secret_type: &e.secret_type,
                 internal: &e.internal,
                 issue_time: crate::clock::to_datetime(e.issue_time),
+                expire_time: e.expiry_datetime(),
                 increment: Duration::from_secs(increment.max(0) as u64),
             })
             .await?;
@@ -586,12 +594,12 @@ impl Expiration {
         if let Some(internal) = grant.internal {
             e.internal = internal;
         }
-        e.expire_time = now + granted.ttl;
+        e.set_expiry_ms(granted.ends_at_ms(now_ms));
         e.last_renewal = now;
         self.persist(&e).await?;
         self.events
             .emit(LeaseEvent::of(EventKind::Renewed, &e, now));
-        self.schedule.insert(&e.id, e.expire_time);
+        self.schedule.insert(&e.id, e.expires_at_ms());
         let mut resp = Response {
             lease_id: e.id.clone(),
             lease_duration: granted.ttl.max(0) as u64,
@@ -654,6 +662,7 @@ impl Expiration {
                         secret_type: &e.secret_type,
                         internal: &e.internal,
                         issue_time: crate::clock::to_datetime(e.issue_time),
+                        expire_time: e.expiry_datetime(),
                         increment: Duration::ZERO,
                     })
                     .await;
@@ -703,7 +712,7 @@ impl Expiration {
 
     /// Queues every lease under `prefix` for immediate expiry (the async form of revoke).
     pub async fn expire_prefix_now(&self, prefix: &str) -> Result<()> {
-        let now = self.clock.now_unix();
+        let now = self.clock.now_ms();
         for id in self.ids_under(prefix).await? {
             self.schedule.insert_forced(&id, now);
         }
@@ -783,7 +792,7 @@ impl Expiration {
                         Err(e) => {
                             // The lease stays recorded and is retried by the scheduler.
                             tracing::warn!(lease_id = %id, error = %e, "revocation with its token failed; queued for retry");
-                            self.schedule.insert_forced(&id, self.clock.now_unix());
+                            self.schedule.insert_forced(&id, self.clock.now_ms());
                             None
                         }
                     }
@@ -858,7 +867,7 @@ impl Expiration {
     /// revocation is idempotent), never dropped.
     async fn forget_or_retry(&self, revoked: Vec<Revoked>) {
         if let Err((err, entries)) = self.forget_many(revoked).await {
-            let retry = self.clock.now_unix() + RETRY_BASE_SECS;
+            let retry = self.clock.now_ms() + RETRY_BASE_SECS * 1000;
             for e in entries {
                 tracing::error!(lease_id = %e.id, error = %err, "revoked but not forgotten; retrying");
                 self.schedule.insert_forced(&e.id, retry);
@@ -889,18 +898,18 @@ impl Expiration {
             Err(err) => {
                 tracing::error!(lease_id = %id, error = %err, "cannot load due lease; retrying");
                 self.schedule
-                    .insert(id, self.clock.now_unix() + RETRY_BASE_SECS);
+                    .insert(id, self.clock.now_ms() + RETRY_BASE_SECS * 1000);
                 return None;
             }
         };
         if !forced
             && e.state == LeaseState::Active
             && e.attempts == 0
-            && e.expire_time > self.clock.now_unix()
+            && e.expires_at_ms() > self.clock.now_ms()
         {
             // Renewed after it was taken as due (the renewal's write landed in between):
             // the client was told it has more time, so it keeps it.
-            self.schedule.insert(id, e.expire_time);
+            self.schedule.insert(id, e.expires_at_ms());
             return None;
         }
         let _permit = self.workers.acquire(&e.mount).await?;
@@ -929,11 +938,12 @@ impl Expiration {
                 .collect();
             // Still retried, rarely (again after each failed rare retry): an upstream that
             // was down for a day may be back.
-            self.schedule.insert(&e.id, now + IRREVOCABLE_RETRY_SECS);
+            self.schedule
+                .insert(&e.id, (now + IRREVOCABLE_RETRY_SECS) * 1000);
         } else {
             let base = RETRY_BASE_SECS << e.attempts;
             let jitter = rand::thread_rng().gen_range(-(base / 2)..=(base / 2));
-            self.schedule.insert(&e.id, now + base + jitter);
+            self.schedule.insert(&e.id, (now + base + jitter) * 1000);
             tracing::warn!(lease_id = %e.id, attempt = e.attempts, "revocation failed; retrying with backoff");
         }
         if let Err(err) = self.persist(&e).await {
@@ -947,7 +957,7 @@ impl Expiration {
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             let now_ms = self.clock.now_ms();
-            let due = self.schedule.pop_due(now_ms / 1000, EXPIRY_GROUP);
+            let due = self.schedule.pop_due(now_ms, EXPIRY_GROUP);
             if !due.is_empty() {
                 let this = self.clone();
                 crate::background::spawn(async move { this.expire_many(due).await });
@@ -972,7 +982,7 @@ impl Expiration {
     /// manual clock, then call this instead of running the scheduler. Returns how many
     /// were handled.
     pub async fn run_due_now(self: &Arc<Self>) -> usize {
-        let due = self.schedule.pop_due(self.clock.now_unix(), usize::MAX);
+        let due = self.schedule.pop_due(self.clock.now_ms(), usize::MAX);
         let n = due.len();
         self.expire_many(due).await;
         n
@@ -1044,7 +1054,7 @@ impl TokenLeaseHooks for Expiration {
         let entry = Self::token_lease(t);
         self.events
             .emit(LeaseEvent::upsert(&entry, self.clock.now_unix()));
-        self.schedule.insert(&entry.id, entry.expire_time);
+        self.schedule.insert(&entry.id, entry.expires_at_ms());
     }
 
     async fn token_revoked(&self, t: &TokenEntry) -> Result<()> {

@@ -181,6 +181,9 @@ pub struct LeaseCtx<'a> {
     pub secret_type: &'a str,
     pub internal: &'a Value,
     pub issue_time: time::OffsetDateTime,
+    /// When the lease expires, to the millisecond; `None` if it never does, or the secret
+    /// has no lease (one revoked because it came back unreserved).
+    pub expire_time: Option<time::OffsetDateTime>,
     pub increment: Duration,
 }
 

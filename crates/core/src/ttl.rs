@@ -31,6 +31,41 @@ pub struct TtlInput {
 pub struct Granted {
     pub ttl: i64,
     pub warning: Option<String>,
+    /// The TTL is what was left of a max: it ends where the max does.
+    pub capped: bool,
+}
+
+impl Granted {
+    fn full(ttl: i64) -> Self {
+        Granted {
+            ttl,
+            warning: None,
+            capped: false,
+        }
+    }
+
+    fn cut(left: i64, warning: Option<String>) -> Self {
+        Granted {
+            ttl: left,
+            warning,
+            capped: true,
+        }
+    }
+
+    /// When the grant made at `now_ms` (Unix ms, the moment `TtlInput::now` was read
+    /// from) ends: the TTL counted from that millisecond, except that a TTL cut to a max
+    /// ends at the max's own second, never past it (a max is counted in whole seconds from
+    /// the second).
+    pub fn ends_at_ms(&self, now_ms: i64) -> i64 {
+        if self.capped {
+            now_ms
+                .div_euclid(1000)
+                .saturating_add(self.ttl)
+                .saturating_mul(1000)
+        } else {
+            now_ms.saturating_add(self.ttl.saturating_mul(1000))
+        }
+    }
 }
 
 pub fn cap_warning(requested: i64, max: i64) -> String {
@@ -51,16 +86,10 @@ pub fn calculate(i: TtlInput) -> Result<Granted> {
                 return Err(Error::bad("past the max TTL, cannot renew"));
             }
             if left < i.period {
-                return Ok(Granted {
-                    ttl: left,
-                    warning: Some(cap_warning(i.period, left)),
-                });
+                return Ok(Granted::cut(left, Some(cap_warning(i.period, left))));
             }
         }
-        return Ok(Granted {
-            ttl: i.period,
-            warning: None,
-        });
+        return Ok(Granted::full(i.period));
     }
     let mut max = i.mount_max;
     if i.backend_max > 0 && (max == 0 || i.backend_max < max) {
@@ -77,7 +106,7 @@ pub fn calculate(i: TtlInput) -> Result<Granted> {
         i.mount_default
     };
     if max == 0 {
-        return Ok(Granted { ttl, warning: None });
+        return Ok(Granted::full(ttl));
     }
     let left = i.start + max - i.now;
     if left <= 0 {
@@ -85,9 +114,9 @@ pub fn calculate(i: TtlInput) -> Result<Granted> {
     }
     if ttl > left || ttl == 0 {
         let warning = (ttl > left).then(|| cap_warning(ttl, left));
-        return Ok(Granted { ttl: left, warning });
+        return Ok(Granted::cut(left, warning));
     }
-    Ok(Granted { ttl, warning: None })
+    Ok(Granted::full(ttl))
 }
 
 #[cfg(test)]
@@ -217,6 +246,33 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.to_string(), "past the max TTL, cannot renew");
+    }
+
+    #[test]
+    fn a_grant_ends_at_its_millisecond_and_a_cut_one_at_the_max() {
+        // Issued at 1000 s; renewed at 1030.250 s with a max of 60 s.
+        let at = 1_030_250;
+        let full = calculate(TtlInput {
+            increment: 10,
+            backend_max: 60,
+            now: 1030,
+            ..base()
+        })
+        .unwrap();
+        assert_eq!(full.ends_at_ms(at), 1_040_250);
+        let cut = calculate(TtlInput {
+            increment: 45,
+            backend_max: 60,
+            now: 1030,
+            ..base()
+        })
+        .unwrap();
+        assert_eq!(cut.ttl, 30);
+        assert_eq!(
+            cut.ends_at_ms(at),
+            1_060_000,
+            "the max's second, not 250 ms past it"
+        );
     }
 
     #[test]

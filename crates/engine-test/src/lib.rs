@@ -48,9 +48,71 @@ fn yes() -> bool {
     true
 }
 
+/// How late each revocation came after its lease's expiry, by millisecond up to
+/// `LATENESS_MS` (later ones in the last slot): what the expiry benchmark reports per lease.
+const LATENESS_MS: usize = 10_000;
+
+struct Lateness {
+    by_ms: Box<[AtomicU64]>,
+    /// Revocations before the lease's expiry (an explicit revoke, a revoke-prefix).
+    early: AtomicU64,
+}
+
+impl Default for Lateness {
+    fn default() -> Self {
+        Lateness {
+            by_ms: (0..=LATENESS_MS).map(|_| AtomicU64::new(0)).collect(),
+            early: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Lateness {
+    fn record(&self, expire_time: Option<time::OffsetDateTime>) {
+        let Some(at) = expire_time else { return };
+        let late_ms = (time::OffsetDateTime::now_utc() - at).whole_milliseconds();
+        if late_ms < 0 {
+            self.early.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let slot = usize::try_from(late_ms)
+            .unwrap_or(LATENESS_MS)
+            .min(LATENESS_MS);
+        self.by_ms[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count, percentiles and max of the revocations at or after expiry, in ms.
+    fn summary(&self) -> Value {
+        let counts: Vec<u64> = self
+            .by_ms
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let at = |q: f64| -> Option<usize> {
+            let want = ((total as f64) * q).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            counts.iter().position(|c| {
+                seen += c;
+                seen >= want
+            })
+        };
+        json!({
+            "count": total,
+            "early": self.early.load(Ordering::Relaxed),
+            "p50": if total > 0 { at(0.5) } else { None },
+            "p90": if total > 0 { at(0.9) } else { None },
+            "p99": if total > 0 { at(0.99) } else { None },
+            "max": counts.iter().rposition(|c| *c > 0),
+            "capped_at": LATENESS_MS,
+        })
+    }
+}
+
 #[derive(Default)]
 struct Stats {
     revoke_calls: AtomicU64,
+    lateness: Lateness,
     revoke_failures: AtomicU64,
     renew_calls: AtomicU64,
     issued: AtomicU64,
@@ -215,6 +277,7 @@ impl PathHandler for StatsPath {
                 json!(s.revoke_failures.load(Ordering::Relaxed)),
             ),
             ("renew_calls", json!(s.renew_calls.load(Ordering::Relaxed))),
+            ("lateness_ms", s.lateness.summary()),
         ]))))
     }
 }
@@ -270,6 +333,7 @@ impl Backend for Engine {
         };
         // Idempotent: deleting a resource that is already gone succeeds.
         ctx.storage.delete(&format!("resources/{resource}")).await?;
+        s.lateness.record(ctx.expire_time);
         Ok(())
     }
 }

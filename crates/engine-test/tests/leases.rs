@@ -101,6 +101,39 @@ async fn expiry_revokes_without_client_action() {
     );
 }
 
+/// A TTL counts from the millisecond the lease was issued or renewed: the lease is revoked
+/// neither at the start of its last second (early) nor at the next second (late), and a
+/// restart keeps the millisecond.
+#[tokio::test]
+async fn a_lease_expires_at_its_own_millisecond_across_renewal_and_restart() {
+    let env = Env::new().await;
+    env.configure(json!({"ttl": "10s"})).await;
+    env.clock.advance_ms(400);
+    let (lease, _) = env.issue().await;
+    let d = env.lookup(&lease).await.unwrap().unwrap().data.unwrap();
+    assert!(
+        d["expire_time"].as_str().unwrap().ends_with(".4Z"),
+        "expire_time to the millisecond: {}",
+        d["expire_time"]
+    );
+    assert_eq!(d["ttl"], 10);
+    env.clock.advance_ms(9_999);
+    assert_eq!(
+        env.lookup(&lease).await.unwrap().unwrap().data.unwrap()["ttl"],
+        0
+    );
+    assert_eq!(env.run_due().await, 0, "1 ms before its expiry");
+    // Renewed at .399 for 10 s: now due 10 s on, at .399.
+    env.renew(&lease, 10).await;
+    let env = env.restart().await;
+    env.clock.advance_ms(9_999);
+    assert_eq!(env.run_due().await, 0, "restored with its millisecond");
+    assert_eq!(env.resources().await, 1);
+    env.clock.advance_ms(1);
+    assert_eq!(env.run_due().await, 1);
+    assert_eq!(env.resources().await, 0);
+}
+
 #[tokio::test]
 async fn failed_revocation_is_retried_with_backoff_then_succeeds() {
     let env = Env::new().await;

@@ -23,7 +23,9 @@ pub enum LeaseState {
     Irrevocable,
 }
 
-/// One lease. Times are Unix seconds (UTC); `expire_time` 0 = never.
+/// One lease. Times are Unix seconds (UTC); `expire_time` 0 = never. A lease expires to
+/// the millisecond (`expire_ms` past `expire_time`'s second), as its TTL was counted from
+/// the millisecond it was issued or renewed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaseEntry {
     pub id: String,
@@ -38,6 +40,10 @@ pub struct LeaseEntry {
     pub token_hash: String,
     pub issue_time: i64,
     pub expire_time: i64,
+    /// Milliseconds past `expire_time` (0-999). Records written before it was kept read
+    /// as 0: they expire at the start of their second, as they were scheduled then.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expire_ms: u16,
     pub last_renewal: i64,
     pub renewable: bool,
     pub state: LeaseState,
@@ -47,12 +53,50 @@ pub struct LeaseEntry {
     pub max_ttl: i64,
 }
 
+fn is_zero(v: &u16) -> bool {
+    *v == 0
+}
+
+/// Splits a Unix ms time into seconds and the milliseconds past them.
+fn split_ms(at_ms: i64) -> (i64, u16) {
+    (at_ms.div_euclid(1000), at_ms.rem_euclid(1000) as u16)
+}
+
+fn join_ms(secs: i64, ms: u16) -> i64 {
+    if secs == 0 {
+        return 0;
+    }
+    secs.saturating_mul(1000).saturating_add(i64::from(ms))
+}
+
+impl LeaseEntry {
+    /// When it expires (Unix ms; 0 = never).
+    pub fn expires_at_ms(&self) -> i64 {
+        join_ms(self.expire_time, self.expire_ms)
+    }
+
+    /// When it expires, as a time (`None` = never).
+    pub fn expiry_datetime(&self) -> Option<time::OffsetDateTime> {
+        let at = self.expires_at_ms();
+        (at > 0).then(|| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        })
+    }
+
+    pub fn set_expiry_ms(&mut self, at_ms: i64) {
+        (self.expire_time, self.expire_ms) = split_ms(at_ms);
+    }
+}
+
 /// What restore needs of a lease, stored apart from its body so unseal reads a few bytes
 /// per lease instead of decrypting and parsing every record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexEntry {
-    /// Expiry (Unix seconds; 0 = never).
+    /// Expiry (Unix seconds; 0 = never) and the milliseconds past it.
     pub e: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub m: u16,
     pub s: LeaseState,
 }
 
@@ -60,7 +104,13 @@ impl IndexEntry {
     pub fn of(l: &LeaseEntry) -> Self {
         IndexEntry {
             e: l.expire_time,
+            m: l.expire_ms,
             s: l.state,
         }
+    }
+
+    /// When the lease expires (Unix ms; 0 = never).
+    pub fn at_ms(&self) -> i64 {
+        join_ms(self.e, self.m)
     }
 }

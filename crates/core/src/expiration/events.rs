@@ -471,6 +471,7 @@ mod tests {
             token_hash: String::new(),
             issue_time: 100,
             expire_time: expire,
+            expire_ms: 0,
             last_renewal: 0,
             renewable: true,
             state: LeaseState::Active,

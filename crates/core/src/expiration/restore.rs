@@ -81,14 +81,14 @@ impl Expiration {
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
             let full = page.len() == PAGE;
-            let retry = self.clock.now_unix() + super::IRREVOCABLE_RETRY_SECS;
+            let retry = (self.clock.now_unix() + super::IRREVOCABLE_RETRY_SECS) * 1000;
             let mut due = Vec::with_capacity(page.len());
             let mut corrupt = Vec::new();
             for (key, raw) in page {
                 match serde_json::from_slice::<IndexEntry>(&raw) {
                     Ok(ix) if ix.s == LeaseState::Irrevocable => due.push((key, retry)),
                     Ok(ix) if ix.e > 0 => {
-                        due.push((key, ix.e));
+                        due.push((key, ix.at_ms()));
                         n += 1;
                     }
                     Ok(_) => {}

@@ -1,6 +1,14 @@
-//! The in-memory expiry index: lease ids ordered by expiry time.
+//! The in-memory expiry index: lease ids ordered by expiry time, to the millisecond.
+//!
+//! Leases are kept in one bucket per second (a hash set), so the ordered map holds one
+//! entry per second, not per lease: a burst of issuance or a restore of a million shares a
+//! few thousand entries. Each lease's millisecond lives in `by_id`. When a second comes due
+//! its bucket is moved into `near`, a heap ordered by the millisecond, and leases are taken
+//! from there at their own millisecond: a lease issued at 12.345 s with a TTL of 10 s is
+//! revoked at 22.345 s, neither at 22.000 s (early) nor at 23.000 s (late).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,14 +16,44 @@ use foldhash::fast::RandomState;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// The leases due in one second. Many leases share a second (a burst of issuance, a restore
-/// of a million), so the ordered map holds one entry per second, not per lease: inserts and
-/// removals hash the id instead of comparing long ids in a tree.
+/// The leases due in one second.
 type Bucket = HashSet<Arc<str>, RandomState>;
 
+/// A lease in `near`: ordered by its millisecond only (ties in any order).
+struct Due(i64, Arc<str>);
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+fn second(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
 struct Inner {
+    /// Seconds after `near_through`, each with its leases.
     by_time: BTreeMap<i64, Bucket>,
+    /// Every scheduled lease and when it is due (Unix ms): the truth `near` is read against.
     by_id: HashMap<Arc<str>, i64, RandomState>,
+    /// The leases of the seconds up to `near_through`, earliest first. A lease moved or
+    /// removed while here leaves its entry behind; an entry counts only while `by_id` still
+    /// has the lease at that millisecond (stale ones are dropped as they come up, within a
+    /// second, since every second here has come).
+    near: BinaryHeap<Reverse<Due>>,
+    near_through: i64,
     /// When the scheduler next wakes by itself (Unix ms; `i64::MAX` until it first plans a
     /// sleep, so every insert wakes it). Only a lease due before then needs to wake it:
     /// waking it for every issuance and renewal cost a thread wake-up each.
@@ -31,6 +69,8 @@ impl Default for Inner {
         Inner {
             by_time: BTreeMap::new(),
             by_id: HashMap::default(),
+            near: BinaryHeap::new(),
+            near_through: i64::MIN,
             wakes_at_ms: i64::MAX,
             forced: HashSet::default(),
         }
@@ -38,7 +78,7 @@ impl Default for Inner {
 }
 
 impl Inner {
-    fn insert(&mut self, id: &str, expire_at: i64) {
+    fn insert(&mut self, id: &str, at_ms: i64) {
         let key: Arc<str> = match self.by_id.get_key_value(id) {
             Some((k, old)) => {
                 let (k, old) = (k.clone(), *old);
@@ -47,21 +87,74 @@ impl Inner {
             }
             None => Arc::from(id),
         };
-        self.by_id.insert(key.clone(), expire_at);
-        self.by_time.entry(expire_at).or_default().insert(key);
+        self.by_id.insert(key.clone(), at_ms);
+        if second(at_ms) <= self.near_through {
+            self.near.push(Reverse(Due(at_ms, key)));
+        } else {
+            self.by_time.entry(second(at_ms)).or_default().insert(key);
+        }
     }
 
-    fn unbucket(&mut self, id: &Arc<str>, at: i64) {
-        if let Some(bucket) = self.by_time.get_mut(&at) {
+    /// Takes a lease out of its second's bucket (one in `near` is left to go stale there).
+    fn unbucket(&mut self, id: &Arc<str>, at_ms: i64) {
+        let s = second(at_ms);
+        if s <= self.near_through {
+            return;
+        }
+        if let Some(bucket) = self.by_time.get_mut(&s) {
             bucket.remove(id);
             if bucket.is_empty() {
-                self.by_time.remove(&at);
+                self.by_time.remove(&s);
             }
+        }
+    }
+
+    /// Moves every second up to `now_s` into `near`, ordered by millisecond.
+    fn open_through(&mut self, now_s: i64) {
+        if now_s <= self.near_through {
+            return;
+        }
+        while let Some(first) = self.by_time.first_entry() {
+            if *first.key() > now_s {
+                break;
+            }
+            let bucket = first.remove();
+            self.near.reserve(bucket.len());
+            for id in bucket {
+                let at = self.by_id.get(&id).copied().unwrap_or(i64::MIN);
+                self.near.push(Reverse(Due(at, id)));
+            }
+        }
+        self.near_through = now_s;
+    }
+
+    /// Drops stale entries off the top of `near`; the earliest live one's millisecond.
+    fn near_first(&mut self) -> Option<i64> {
+        while let Some(Reverse(Due(at, id))) = self.near.peek() {
+            if self.by_id.get(id) == Some(at) {
+                return Some(*at);
+            }
+            self.near.pop();
+        }
+        None
+    }
+
+    /// When the earliest lease is due (Unix ms).
+    fn first_due(&mut self) -> Option<i64> {
+        let near = self.near_first();
+        let later = self.by_time.first_key_value().map(|(s, _)| {
+            // The bucket's own earliest millisecond is known only once it is opened: its
+            // second's start is when to look.
+            s.saturating_mul(1000)
+        });
+        match (near, later) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }
 
-/// Leases by expiry. Inserting an id already present moves it.
+/// Leases by expiry. Inserting an id already present moves it. Times are Unix ms.
 #[derive(Default)]
 pub struct Schedule {
     inner: Mutex<Inner>,
@@ -73,13 +166,13 @@ impl Schedule {
         Self::default()
     }
 
-    pub fn insert(&self, id: &str, expire_at: i64) {
-        self.insert_with(id, expire_at, false);
+    pub fn insert(&self, id: &str, at_ms: i64) {
+        self.insert_with(id, at_ms, false);
     }
 
-    /// Queues a lease to be revoked at `at` even if its record says it expires later.
-    pub fn insert_forced(&self, id: &str, at: i64) {
-        self.insert_with(id, at, true);
+    /// Queues a lease to be revoked at `at_ms` even if its record says it expires later.
+    pub fn insert_forced(&self, id: &str, at_ms: i64) {
+        self.insert_with(id, at_ms, true);
     }
 
     /// Whether a lease taken as due was queued by `insert_forced`; forgets that it was.
@@ -89,9 +182,9 @@ impl Schedule {
         !g.forced.is_empty() && g.forced.remove(id)
     }
 
-    fn insert_with(&self, id: &str, expire_at: i64, forced: bool) {
+    fn insert_with(&self, id: &str, at_ms: i64, forced: bool) {
         let mut g = self.inner.lock();
-        g.insert(id, expire_at);
+        g.insert(id, at_ms);
         if forced && let Some((k, _)) = g.by_id.get_key_value(id) {
             let k = k.clone();
             g.forced.insert(k);
@@ -99,7 +192,7 @@ impl Schedule {
         // Read under the lock the scheduler plans its sleep under: an insert either comes
         // before the plan (which then sees it) or sees the plan. A wake-up sent before the
         // scheduler waits is kept for it (`Notify` stores one).
-        let sooner = expire_at.saturating_mul(1000) < g.wakes_at_ms;
+        let sooner = at_ms < g.wakes_at_ms;
         drop(g);
         if sooner {
             self.notify.notify_one();
@@ -111,9 +204,9 @@ impl Schedule {
     /// index the page was read from.
     pub fn restore_many<'a>(&self, items: impl IntoIterator<Item = (&'a str, i64)>) {
         let mut g = self.inner.lock();
-        for (id, expire_at) in items {
+        for (id, at_ms) in items {
             if !g.by_id.contains_key(id) {
-                g.insert(id, expire_at);
+                g.insert(id, at_ms);
             }
         }
         drop(g);
@@ -130,33 +223,26 @@ impl Schedule {
         }
     }
 
-    /// Takes up to `max` leases due at `now`, earliest second first.
-    pub fn pop_due(&self, now: i64, max: usize) -> Vec<String> {
+    /// Takes up to `max` leases due at `now_ms`, earliest first.
+    pub fn pop_due(&self, now_ms: i64, max: usize) -> Vec<String> {
         let mut g = self.inner.lock();
-        let Inner { by_time, by_id, .. } = &mut *g;
+        g.open_through(second(now_ms));
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(mut first) = by_time.first_entry() else {
-                break;
-            };
-            if *first.key() > now {
-                break;
+            match g.near_first() {
+                Some(at) if at <= now_ms => {}
+                _ => break,
             }
-            let bucket = first.get_mut();
-            let take: Vec<Arc<str>> = bucket.iter().take(max - out.len()).cloned().collect();
-            for id in take {
-                bucket.remove(&id);
-                by_id.remove(&id);
+            if let Some(Reverse(Due(_, id))) = g.near.pop() {
+                g.by_id.remove(&id);
                 out.push(id.to_string());
-            }
-            if bucket.is_empty() {
-                first.remove();
             }
         }
         out
     }
 
-    /// Up to `max` leases due in the seconds `from..=to`, earliest first, left scheduled.
+    /// Up to `max` leases due in the seconds `from..=to`, earliest second first, left
+    /// scheduled: what is read ahead. Seconds already opened (come due) are not looked in.
     pub fn due_between(&self, from: i64, to: i64, max: usize) -> Vec<(i64, String)> {
         if from > to {
             return Vec::new();
@@ -169,8 +255,9 @@ impl Schedule {
             .collect()
     }
 
+    /// When the earliest lease is due (Unix ms).
     pub fn next_due(&self) -> Option<i64> {
-        self.inner.lock().by_time.first_key_value().map(|(t, _)| *t)
+        self.inner.lock().first_due()
     }
 
     /// How long the scheduler sleeps from `now_ms` (Unix ms): until the next lease is due,
@@ -179,11 +266,8 @@ impl Schedule {
     pub fn plan_sleep(&self, now_ms: i64, longest: Duration) -> Duration {
         let longest_ms = i64::try_from(longest.as_millis()).unwrap_or(i64::MAX);
         let mut g = self.inner.lock();
-        let wait_ms = match g.by_time.first_key_value() {
-            Some((t, _)) => t
-                .saturating_mul(1000)
-                .saturating_sub(now_ms)
-                .clamp(1, longest_ms),
+        let wait_ms = match g.first_due() {
+            Some(t) => t.saturating_sub(now_ms).clamp(1, longest_ms),
             None => longest_ms,
         };
         g.wakes_at_ms = now_ms.saturating_add(wait_ms);
@@ -203,10 +287,7 @@ impl Schedule {
     }
 
     pub fn clear(&self) {
-        let mut g = self.inner.lock();
-        g.by_time.clear();
-        g.by_id.clear();
-        g.wakes_at_ms = i64::MAX;
+        *self.inner.lock() = Inner::default();
     }
 
     pub async fn notified(&self) {
@@ -221,13 +302,13 @@ mod tests {
     #[test]
     fn a_forced_entry_is_told_once_and_forgotten_with_its_lease() {
         let s = Schedule::new();
-        s.insert("a", 10);
-        s.insert_forced("b", 10);
-        assert_eq!(s.pop_due(10, 10).len(), 2);
+        s.insert("a", 10_000);
+        s.insert_forced("b", 10_000);
+        assert_eq!(s.pop_due(10_000, 10).len(), 2);
         assert!(!s.take_forced("a"));
         assert!(s.take_forced("b"));
         assert!(!s.take_forced("b"), "told once");
-        s.insert_forced("c", 20);
+        s.insert_forced("c", 20_000);
         s.remove("c");
         assert!(!s.take_forced("c"), "removed with its lease");
     }
@@ -248,15 +329,15 @@ mod tests {
     fn only_a_lease_due_before_the_planned_wake_up_wakes_the_scheduler() {
         let s = Schedule::new();
         // Before any plan every insert wakes it.
-        s.insert("a", 100);
+        s.insert("a", 100_000);
         assert!(woken(&s));
-        // Planned at t = 50 s: sleeps until "a" is due, 50 s on (capped at 60 s).
+        // Planned at t = 50 s: sleeps until "a"'s second comes, 50 s on (capped at 60 s).
         let wait = s.plan_sleep(50_000, Duration::from_secs(60));
         assert_eq!(wait, Duration::from_secs(50));
-        s.insert("later", 200);
-        s.insert("same", 100);
+        s.insert("later", 200_000);
+        s.insert("same", 100_000);
         assert!(!woken(&s), "due at or after the wake-up: no wake-up");
-        s.insert("sooner", 70);
+        s.insert("sooner", 70_000);
         assert!(woken(&s));
         // Nothing scheduled: it sleeps the longest, and a lease due within it wakes it.
         s.clear();
@@ -264,9 +345,9 @@ mod tests {
             s.plan_sleep(50_000, Duration::from_secs(1)),
             Duration::from_secs(1)
         );
-        s.insert("x", 51);
+        s.insert("x", 51_000);
         assert!(!woken(&s));
-        s.insert("y", 50);
+        s.insert("y", 50_999);
         assert!(woken(&s));
     }
 
@@ -274,7 +355,7 @@ mod tests {
     fn due_between_peeks_in_order_and_leaves_the_leases_scheduled() {
         let s = Schedule::new();
         for (id, t) in [("a", 12), ("b", 10), ("c", 11), ("d", 13), ("e", 9)] {
-            s.insert(id, t);
+            s.insert(id, t * 1000 + 500);
         }
         let peek = s.due_between(10, 12, 10);
         assert_eq!(
@@ -289,14 +370,60 @@ mod tests {
     #[test]
     fn orders_and_moves() {
         let s = Schedule::new();
-        s.insert("a", 30);
-        s.insert("b", 10);
-        s.insert("c", 20);
-        s.insert("a", 5);
-        assert_eq!(s.pop_due(15, 10), vec!["a", "b"]);
-        assert_eq!(s.expiry_of("c"), Some(20));
-        assert_eq!(s.next_due(), Some(20));
+        s.insert("a", 30_000);
+        s.insert("b", 10_000);
+        s.insert("c", 20_000);
+        s.insert("a", 5_000);
+        assert_eq!(s.pop_due(15_000, 10), vec!["a", "b"]);
+        assert_eq!(s.expiry_of("c"), Some(20_000));
+        assert_eq!(s.next_due(), Some(20_000));
         s.remove("c");
+        assert!(s.is_empty());
+        assert_eq!(s.next_due(), None);
+    }
+
+    #[test]
+    fn a_lease_is_taken_at_its_millisecond_not_at_its_second() {
+        let s = Schedule::new();
+        s.insert("late", 10_900);
+        s.insert("early", 10_100);
+        s.insert("mid", 10_450);
+        // The second has come, but no lease in it is due yet: none is taken early.
+        assert!(s.pop_due(10_000, 10).is_empty());
+        assert_eq!(s.next_due(), Some(10_100));
+        assert_eq!(
+            s.plan_sleep(10_000, Duration::from_secs(1)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(s.pop_due(10_100, 10), vec!["early"]);
+        assert_eq!(s.pop_due(10_899, 10), vec!["mid"]);
+        // Inserted into the opened second: still in order with what is there.
+        s.insert("now", 10_899);
+        s.insert("soon", 10_950);
+        assert_eq!(s.pop_due(10_900, 10), vec!["now", "late"]);
+        assert_eq!(s.next_due(), Some(10_950));
+        assert_eq!(s.pop_due(11_000, 10), vec!["soon"]);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_lease_moved_or_removed_in_an_opened_second_leaves_nothing_due() {
+        let s = Schedule::new();
+        for id in ["moved", "removed", "twice", "stays"] {
+            s.insert(id, 20_200);
+        }
+        assert!(s.pop_due(20_000, 10).is_empty(), "opens second 20");
+        s.insert("moved", 25_000);
+        s.remove("removed");
+        s.insert("twice", 20_300);
+        s.insert("twice", 20_300);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.next_due(), Some(20_200));
+        assert_eq!(s.pop_due(20_250, 10), vec!["stays"]);
+        assert_eq!(s.next_due(), Some(20_300));
+        assert_eq!(s.pop_due(20_999, 10), vec!["twice"], "taken once");
+        assert_eq!(s.next_due(), Some(25_000));
+        assert_eq!(s.pop_due(25_000, 10), vec!["moved"]);
         assert!(s.is_empty());
         assert_eq!(s.next_due(), None);
     }
@@ -305,16 +432,16 @@ mod tests {
     fn a_crowded_second_is_taken_in_parts_and_moves_are_clean() {
         let s = Schedule::new();
         let ids: Vec<String> = (0..1000).map(|i| format!("x/{i}")).collect();
-        s.insert("late", 9);
-        s.restore_many(ids.iter().map(|id| (id.as_str(), 7)));
+        s.insert("late", 9_000);
+        s.restore_many(ids.iter().map(|id| (id.as_str(), 7_000)));
         // A restored page does not move what was scheduled since unseal.
-        s.restore_many([("late", 7)]);
+        s.restore_many([("late", 7_000)]);
         // Moving a lease out of the crowded second leaves no trace there.
-        s.insert("x/0", 9);
+        s.insert("x/0", 9_000);
         assert_eq!(s.len(), 1001);
-        let first = s.pop_due(8, 600);
+        let first = s.pop_due(8_000, 600);
         assert_eq!(first.len(), 600);
-        let rest = s.pop_due(8, 600);
+        let rest = s.pop_due(8_000, 600);
         assert_eq!(rest.len(), 399, "x/0 moved to second 9");
         assert!(
             !first
@@ -322,8 +449,8 @@ mod tests {
                 .chain(&rest)
                 .any(|id| id == "x/0" || id == "late")
         );
-        assert_eq!(s.next_due(), Some(9));
-        let mut last = s.pop_due(9, 10);
+        assert_eq!(s.next_due(), Some(9_000));
+        let mut last = s.pop_due(9_000, 10);
         last.sort();
         assert_eq!(last, vec!["late", "x/0"]);
         assert!(s.is_empty());
