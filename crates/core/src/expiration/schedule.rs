@@ -2,9 +2,10 @@
 //!
 //! Leases are kept in one bucket per second (a hash set), so the ordered map holds one
 //! entry per second, not per lease: a burst of issuance or a restore of a million shares a
-//! few thousand entries. Each lease's millisecond lives in `by_id`. When a second comes due
-//! its bucket is moved into `near`, a heap ordered by the millisecond, and leases are taken
-//! from there at their own millisecond: a lease issued at 12.345 s with a TTL of 10 s is
+//! few thousand entries. Each lease's millisecond lives in `by_id`. When a second comes its
+//! bucket is moved into `near`, a heap ordered by the millisecond, and leases are taken from
+//! there at their own millisecond (seconds already wholly past, a backlog, are taken straight
+//! from their buckets): a lease issued at 12.345 s with a TTL of 10 s is
 //! revoked at 22.345 s, neither at 22.000 s (early) nor at 23.000 s (late).
 
 use std::cmp::Reverse;
@@ -48,7 +49,8 @@ struct Inner {
     by_time: BTreeMap<i64, Bucket>,
     /// Every scheduled lease and when it is due (Unix ms): the truth `near` is read against.
     by_id: HashMap<Arc<str>, i64, RandomState>,
-    /// The leases of the seconds up to `near_through`, earliest first. A lease moved or
+    /// The leases of the seconds up to `near_through` (in practice the current one),
+    /// earliest first. A lease moved or
     /// removed while here leaves its entry behind; an entry counts only while `by_id` still
     /// has the lease at that millisecond (stale ones are dropped as they come up, within a
     /// second, since every second here has come).
@@ -109,15 +111,16 @@ impl Inner {
         }
     }
 
-    /// Moves every second up to `now_s` into `near`, ordered by millisecond.
-    fn open_through(&mut self, now_s: i64) {
+    /// Opens second `now_s`: its leases move into `near`, ordered by millisecond. Only once
+    /// every earlier second has been taken, so `near` holds at most the current second (and
+    /// stale entries).
+    fn open(&mut self, now_s: i64) {
         if now_s <= self.near_through {
             return;
         }
-        while let Some(first) = self.by_time.first_entry() {
-            if *first.key() > now_s {
-                break;
-            }
+        if let Some(first) = self.by_time.first_entry()
+            && *first.key() == now_s
+        {
             let bucket = first.remove();
             self.near.reserve(bucket.len());
             for id in bucket {
@@ -126,6 +129,51 @@ impl Inner {
             }
         }
         self.near_through = now_s;
+    }
+
+    /// Takes from `near`, earliest first, what is due at `now_ms`.
+    fn take_near(&mut self, now_ms: i64, max: usize, out: &mut Vec<String>) {
+        use std::collections::hash_map::Entry;
+        while out.len() < max {
+            match self.near.peek() {
+                Some(Reverse(Due(at, _))) if *at <= now_ms => {}
+                _ => return,
+            }
+            let Some(Reverse(Due(at, id))) = self.near.pop() else {
+                return;
+            };
+            // One lookup: the entry is live only if the lease is still due at `at`.
+            if let Entry::Occupied(live) = self.by_id.entry(id)
+                && *live.get() == at
+            {
+                out.push(live.remove_entry().0.to_string());
+            }
+        }
+    }
+
+    /// Takes from the seconds wholly before `now_s`, a part of a crowded one at a time:
+    /// every lease in them is due, so they need no ordering by millisecond. (A backlog, such
+    /// as a restore after downtime, is never heaped all at once under the lock.)
+    fn take_past(&mut self, now_s: i64, max: usize, out: &mut Vec<String>) {
+        let Inner { by_time, by_id, .. } = self;
+        while out.len() < max {
+            let Some(mut first) = by_time.first_entry() else {
+                return;
+            };
+            if *first.key() >= now_s {
+                return;
+            }
+            let bucket = first.get_mut();
+            let take: Vec<Arc<str>> = bucket.iter().take(max - out.len()).cloned().collect();
+            for id in take {
+                bucket.remove(&id);
+                by_id.remove(&id);
+                out.push(id.to_string());
+            }
+            if bucket.is_empty() {
+                first.remove();
+            }
+        }
     }
 
     /// Drops stale entries off the top of `near`; the earliest live one's millisecond.
@@ -225,18 +273,15 @@ impl Schedule {
 
     /// Takes up to `max` leases due at `now_ms`, earliest first.
     pub fn pop_due(&self, now_ms: i64, max: usize) -> Vec<String> {
+        let now_s = second(now_ms);
         let mut g = self.inner.lock();
-        g.open_through(second(now_ms));
         let mut out = Vec::new();
-        while out.len() < max {
-            match g.near_first() {
-                Some(at) if at <= now_ms => {}
-                _ => break,
-            }
-            if let Some(Reverse(Due(_, id))) = g.near.pop() {
-                g.by_id.remove(&id);
-                out.push(id.to_string());
-            }
+        // Opened seconds come before the ones still in buckets.
+        g.take_near(now_ms, max, &mut out);
+        g.take_past(now_s, max, &mut out);
+        if out.len() < max && g.by_time.first_key_value().is_none_or(|(s, _)| *s >= now_s) {
+            g.open(now_s);
+            g.take_near(now_ms, max, &mut out);
         }
         out
     }
@@ -404,6 +449,19 @@ mod tests {
         assert_eq!(s.next_due(), Some(10_950));
         assert_eq!(s.pop_due(11_000, 10), vec!["soon"]);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_backlog_is_taken_earliest_second_first_and_the_current_one_by_millisecond() {
+        let s = Schedule::new();
+        for (id, at) in [("d", 7_900), ("c", 7_100), ("b", 6_200), ("a", 5_500)] {
+            s.insert(id, at);
+        }
+        assert_eq!(s.pop_due(7_500, 1), vec!["a"]);
+        assert_eq!(s.pop_due(7_500, 10), vec!["b", "c"]);
+        assert_eq!(s.next_due(), Some(7_900));
+        assert_eq!(s.pop_due(7_899, 10), Vec::<String>::new());
+        assert_eq!(s.pop_due(7_900, 10), vec!["d"]);
     }
 
     #[test]
