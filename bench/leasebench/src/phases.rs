@@ -217,8 +217,9 @@ fn bare_index_size(n: u64) -> f64 {
     let before = rss_bytes();
     let schedule = Schedule::new();
     for (i, id) in ids.iter().enumerate() {
-        // Spread over a day of expiry times, as real leases are.
-        schedule.insert(id, 1_800_000_000 + (i as i64 % 86_400));
+        // Spread over a day of expiry times, each at some millisecond, as real leases are.
+        let i = i as i64;
+        schedule.insert(id, (1_800_000_000 + i % 86_400) * 1000 + (i * 7_919) % 1000);
     }
     let after = rss_bytes();
     let per = after.saturating_sub(before) as f64 / n.max(1) as f64;
