@@ -118,6 +118,26 @@ impl Clock for ManualClock {
     }
 }
 
+/// Splits a Unix ms time into seconds and the milliseconds past them: records keep an
+/// expiry as whole seconds (what older records and Vault's fields hold) plus 0-999 ms.
+pub fn split_ms(at_ms: i64) -> (i64, u16) {
+    (at_ms.div_euclid(1000), at_ms.rem_euclid(1000) as u16)
+}
+
+/// The Unix ms time of `secs` and `ms` past it; 0 seconds (never) stays 0.
+pub fn join_ms(secs: i64, ms: u16) -> i64 {
+    if secs == 0 {
+        return 0;
+    }
+    secs.saturating_mul(1000).saturating_add(i64::from(ms))
+}
+
+/// For `skip_serializing_if`: a record's milliseconds are left out when 0, so records
+/// without them read the same.
+pub fn is_zero_ms(v: &u16) -> bool {
+    *v == 0
+}
+
 pub fn to_datetime(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }

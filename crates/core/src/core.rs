@@ -586,8 +586,7 @@ impl Core {
             params.mount_accessor = mounted.entry.accessor.clone();
             let warning = params.apply_ttl(TtlLimits::from(&sys_view), self.clock.now_unix())?;
             let (client_token, entry) = active.tokens.create(params).await?;
-            let lease = entry.ttl_remaining(self.clock.now_unix());
-            *auth = entry.auth(&client_token, lease);
+            *auth = entry.auth(&client_token, entry.creation_ttl);
             r.warnings.extend(warning);
         }
         Ok(())

@@ -233,7 +233,7 @@ impl Expiration {
         if let Some(t) = token {
             // The record keeps the times of the token's creation: a renewal moves only the
             // token and the lease's index entry (see `token_lease_writes`).
-            e.expire_time = t.expire_time;
+            (e.expire_time, e.expire_ms) = (t.expire_time, t.expire_ms);
             e.last_renewal = t.last_renewal;
             e.renewable = t.renewable;
         }
@@ -288,7 +288,7 @@ impl Expiration {
             attempts: 0,
             last_error: String::new(),
             max_ttl: 0,
-            expire_ms: 0,
+            expire_ms: t.expire_ms,
         }
     }
 

@@ -87,7 +87,7 @@ async fn self_entry(store: &TokenStore, ctx: &Ctx<'_>) -> Result<(String, TokenE
         caller.token_id_hash.clone()
     };
     match store.lookup_hash(&hash).await? {
-        Some(e) if !e.is_expired(store.now()) => Ok((token, e)),
+        Some(e) if !e.is_expired(store.now_ms()) => Ok((token, e)),
         _ => Err(Error::InvalidToken),
     }
 }

@@ -135,6 +135,54 @@ async fn a_lease_expires_at_its_own_millisecond_across_renewal_and_restart() {
 }
 
 #[tokio::test]
+async fn a_token_lease_expires_at_its_own_millisecond_across_renewal_and_restart() {
+    let env = Env::new().await;
+    env.configure(json!({"ttl": "1h"})).await;
+    env.clock.advance_ms(600);
+    let token = env
+        .ok(
+            Operation::Update,
+            "auth/token/create",
+            json!({"policies": ["root"], "ttl": "10s"}),
+        )
+        .await
+        .and_then(|r| r.auth)
+        .unwrap()
+        .client_token;
+    let exp = env.core.active().unwrap().expiration.clone();
+    let token_lease = exp.ids_under("auth/token/create").await.unwrap()[0].clone();
+    let d = env
+        .lookup(&token_lease)
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+    assert!(
+        d["expire_time"].as_str().unwrap().ends_with(".6Z"),
+        "expire_time to the millisecond: {}",
+        d["expire_time"]
+    );
+    // A secret issued under the token goes with it.
+    env.call_as(&token, Operation::Read, "test/creds/role", json!({}))
+        .await
+        .unwrap();
+    env.clock.advance_ms(9_999);
+    assert_eq!(env.run_due().await, 0, "1 ms before the token's expiry");
+    // Renewed at .599 for 10 s: due 10 s on, at .599, after a restart too.
+    env.renew_token(&token, "10s").await;
+    let env = env.restart().await;
+    let exp = env.core.active().unwrap().expiration.clone();
+    env.clock.advance_ms(9_999);
+    assert_eq!(env.run_due().await, 0, "restored with its millisecond");
+    assert_eq!(env.resources().await, 1);
+    env.clock.advance_ms(1);
+    assert_eq!(env.run_due().await, 1);
+    assert!(exp.ids_under("auth/token/create").await.unwrap().is_empty());
+    assert_eq!(env.resources().await, 0, "its secret revoked with it");
+}
+
+#[tokio::test]
 async fn failed_revocation_is_retried_with_backoff_then_succeeds() {
     let env = Env::new().await;
     env.configure(json!({"ttl": "10s", "fail_revoke": 3})).await;

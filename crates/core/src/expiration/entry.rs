@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::clock::{is_zero_ms, join_ms, split_ms};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LeaseKind {
@@ -42,7 +44,7 @@ pub struct LeaseEntry {
     pub expire_time: i64,
     /// Milliseconds past `expire_time` (0-999). Records written before it was kept read
     /// as 0: they expire at the start of their second, as they were scheduled then.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero_ms")]
     pub expire_ms: u16,
     pub last_renewal: i64,
     pub renewable: bool,
@@ -51,22 +53,6 @@ pub struct LeaseEntry {
     pub last_error: String,
     /// The backend's max TTL at issue (0 = mount/system max).
     pub max_ttl: i64,
-}
-
-fn is_zero(v: &u16) -> bool {
-    *v == 0
-}
-
-/// Splits a Unix ms time into seconds and the milliseconds past them.
-fn split_ms(at_ms: i64) -> (i64, u16) {
-    (at_ms.div_euclid(1000), at_ms.rem_euclid(1000) as u16)
-}
-
-fn join_ms(secs: i64, ms: u16) -> i64 {
-    if secs == 0 {
-        return 0;
-    }
-    secs.saturating_mul(1000).saturating_add(i64::from(ms))
 }
 
 impl LeaseEntry {
@@ -95,7 +81,7 @@ impl LeaseEntry {
 pub struct IndexEntry {
     /// Expiry (Unix seconds; 0 = never) and the milliseconds past it.
     pub e: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero_ms")]
     pub m: u16,
     pub s: LeaseState,
 }

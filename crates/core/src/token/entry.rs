@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::clock::rfc3339;
+use crate::clock::{is_zero_ms, join_ms, rfc3339, rfc3339_ms, split_ms};
 use crate::logical::{AuthSpec, Caller};
 
 /// `num_uses` of a token whose last use is in progress: it resolves no more, and the core
@@ -43,6 +43,10 @@ pub struct TokenEntry {
     pub creation_ttl: i64,
     /// Unix seconds; 0 = never expires.
     pub expire_time: i64,
+    /// Milliseconds past `expire_time` (0-999): a TTL counts from the millisecond the token
+    /// was created or renewed. Records written before it was kept read as 0.
+    #[serde(skip_serializing_if = "is_zero_ms")]
+    pub expire_ms: u16,
     pub explicit_max_ttl: i64,
     /// The backend's max TTL at creation (a login role's `token_max_ttl`), in seconds;
     /// renewals stay within it. 0 = only the mount max.
@@ -70,8 +74,18 @@ impl TokenEntry {
         self.policies.iter().any(|p| p == "root")
     }
 
-    pub fn is_expired(&self, now: i64) -> bool {
-        self.expire_time > 0 && self.expire_time <= now
+    /// When it expires (Unix ms; 0 = never).
+    pub fn expires_at_ms(&self) -> i64 {
+        join_ms(self.expire_time, self.expire_ms)
+    }
+
+    pub fn set_expiry_ms(&mut self, at_ms: i64) {
+        (self.expire_time, self.expire_ms) = split_ms(at_ms);
+    }
+
+    /// Expired at `now_ms` (Unix ms): from its expiry's millisecond on, never before.
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expire_time > 0 && self.expires_at_ms() <= now_ms
     }
 
     /// True once `use_token` handed out the last allowed use: revoke after the request.
@@ -79,10 +93,10 @@ impl TokenEntry {
         self.num_uses == LAST_USE
     }
 
-    /// Seconds left (0 for tokens that never expire, and for expired ones).
-    pub fn ttl_remaining(&self, now: i64) -> i64 {
+    /// Whole seconds left at `now_ms` (0 for tokens that never expire, and for expired ones).
+    pub fn ttl_remaining(&self, now_ms: i64) -> i64 {
         if self.expire_time > 0 {
-            (self.expire_time - now).max(0)
+            (self.expires_at_ms() - now_ms).max(0) / 1000
         } else {
             0
         }
@@ -129,9 +143,9 @@ impl TokenEntry {
         }
     }
 
-    /// The data of `lookup*`; `id` is the token as the caller gave it (empty for
-    /// `lookup-accessor`).
-    pub fn lookup_data(&self, id: &str, now: i64) -> Map<String, Value> {
+    /// The data of `lookup*` at `now_ms` (Unix ms); `id` is the token as the caller gave it
+    /// (empty for `lookup-accessor`).
+    pub fn lookup_data(&self, id: &str, now_ms: i64) -> Map<String, Value> {
         let meta = if self.meta.is_empty() {
             Value::Null
         } else {
@@ -149,13 +163,13 @@ impl TokenEntry {
         d.insert("creation_time".into(), json!(self.creation_time));
         d.insert("creation_ttl".into(), json!(self.creation_ttl));
         let expire = if self.expire_time > 0 {
-            json!(rfc3339(self.expire_time))
+            json!(rfc3339_ms(self.expires_at_ms()))
         } else {
             Value::Null
         };
         d.insert("expire_time".into(), expire);
         d.insert("issue_time".into(), json!(rfc3339(self.creation_time)));
-        d.insert("ttl".into(), json!(self.ttl_remaining(now)));
+        d.insert("ttl".into(), json!(self.ttl_remaining(now_ms)));
         d.insert("explicit_max_ttl".into(), json!(self.explicit_max_ttl));
         d.insert("entity_id".into(), json!(self.entity_id));
         d.insert("type".into(), json!("service"));

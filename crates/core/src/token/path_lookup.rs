@@ -61,7 +61,7 @@ impl PathHandler for Lookup {
         _op: Operation,
         d: &FieldData,
     ) -> Result<Option<Response>> {
-        let now = self.store.now();
+        let now = self.store.now_ms();
         let caller = caller_of(ctx)?;
         let data = match self.kind {
             Kind::Token => {

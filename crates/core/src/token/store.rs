@@ -184,6 +184,11 @@ impl TokenStore {
         self.clock.now_unix()
     }
 
+    /// Now in Unix ms: expiry is checked to the millisecond.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     pub(super) fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
     }
@@ -222,7 +227,8 @@ impl TokenStore {
     /// Mints a token. The TTL in `p` is final (see `CreateParams::apply_ttl`). Returns the
     /// client token (shown once, never stored) and its entry.
     pub async fn create(&self, p: CreateParams) -> Result<(String, TokenEntry)> {
-        let now = self.now();
+        let now_ms = self.now_ms();
+        let now = now_ms.div_euclid(1000);
         let custom = p.id.is_some();
         let token =
             p.id.unwrap_or_else(|| format!("hvs.{}", random_base62(TOKEN_RANDOM_LEN)));
@@ -232,7 +238,7 @@ impl TokenStore {
         }
         let accessor = random_base62(ACCESSOR_LEN);
         let ttl = p.ttl.max(0);
-        let entry = TokenEntry {
+        let mut entry = TokenEntry {
             id_hash: id_hash.clone(),
             accessor: accessor.clone(),
             parent: p.parent.clone(),
@@ -243,7 +249,8 @@ impl TokenStore {
             num_uses: p.num_uses.max(0),
             creation_time: now,
             creation_ttl: ttl,
-            expire_time: if ttl > 0 { now + ttl } else { 0 },
+            expire_time: 0,
+            expire_ms: 0,
             explicit_max_ttl: p.explicit_max_ttl.max(0),
             max_ttl: p.max_ttl.max(0),
             period: p.period.max(0),
@@ -257,6 +264,10 @@ impl TokenStore {
             mount_accessor: p.mount_accessor,
             internal: p.internal,
         };
+        if ttl > 0 {
+            // Counted from this millisecond, as the client counts its lease_duration.
+            entry.set_expiry_ms(now_ms.saturating_add(ttl.saturating_mul(1000)));
+        }
         let mut ops = vec![
             WriteOp::Put(format!("{ID_PREFIX}{id_hash}"), to_json(&entry)?),
             WriteOp::Put(
@@ -324,7 +335,7 @@ impl TokenStore {
     /// resolves no more.
     async fn live(&self, entry: Option<TokenEntry>) -> Result<Option<TokenEntry>> {
         let Some(e) = entry else { return Ok(None) };
-        if e.is_expired(self.now()) {
+        if e.is_expired(self.now_ms()) {
             if let Err(err) = self.revoke_tree(&e.id_hash).await {
                 tracing::warn!(accessor = %e.accessor, error = %err,
                     "revoking an expired token failed; its lease will retry");
@@ -419,11 +430,12 @@ impl TokenStore {
         };
         let renewed = {
             let _g = self.locks.lock(id_hash).await;
-            let now = self.now();
+            let now_ms = self.now_ms();
+            let now = now_ms.div_euclid(1000);
             let Some(mut e) = self.lookup_hash(id_hash).await? else {
                 return Err(Error::bad("token not found"));
             };
-            if e.is_expired(now) || e.last_use_pending() {
+            if e.is_expired(now_ms) || e.last_use_pending() {
                 return Err(Error::bad("token not found"));
             }
             if !e.renewable || e.expire_time == 0 {
@@ -456,7 +468,7 @@ impl TokenStore {
                 start: e.creation_time,
                 now,
             })?;
-            e.expire_time = now + granted.ttl;
+            e.set_expiry_ms(granted.ends_at_ms(now_ms));
             e.last_renewal = now;
             let put = WriteOp::Put(format!("{ID_PREFIX}{id_hash}"), to_json(&e)?);
             self.commit_with_lease(vec![put], &e, TokenLeaseChange::Renewed)
@@ -603,7 +615,7 @@ impl TokenStore {
     /// is gone, and revokes expired or used-up tokens that were not cleaned up.
     pub async fn tidy(&self) -> Result<TidyReport> {
         let mut report = TidyReport::default();
-        let now = self.now();
+        let now_ms = self.now_ms();
         for (k, v) in self.scan_all(ACCESSOR_PREFIX).await? {
             let rec: AccessorRecord = from_json(&v)?;
             if self.lookup_hash(&rec.id_hash).await?.is_none() {
@@ -632,7 +644,7 @@ impl TokenStore {
         }
         for (_, v) in self.scan_all(ID_PREFIX).await? {
             let e: TokenEntry = from_json(&v)?;
-            if e.is_expired(now) || e.last_use_pending() {
+            if e.is_expired(now_ms) || e.last_use_pending() {
                 self.revoke_tree(&e.id_hash).await?;
                 report.revoked += 1;
             }

@@ -772,6 +772,52 @@ async fn token_expired_is_not_resolvable_and_is_revoked() {
 }
 
 #[tokio::test]
+async fn a_token_expires_at_its_own_millisecond_after_creation_and_renewal() {
+    let h = harness().await;
+    h.clock.advance_ms(700);
+    let (t, auth, _) = h
+        .create(&h.root, "create", json!({"policies": "p", "ttl": 60}))
+        .await;
+    assert_eq!(auth.lease_duration, 60);
+    let d = h.lookup(&t).await;
+    assert_eq!(d["ttl"], json!(60));
+    assert_eq!(
+        d["expire_time"],
+        json!(crate::clock::rfc3339_ms((START + 60) * 1000 + 700))
+    );
+    // Its last millisecond is still its own: a whole-second expiry would have ended it
+    // 700 ms early.
+    h.clock.advance_ms(59_999);
+    assert!(h.alive(&t).await);
+    assert_eq!(h.lookup(&t).await["ttl"], json!(0));
+    // Renewed 250 ms into a second, it runs its increment from that millisecond.
+    h.clock.advance_ms(-59_999 + 30_000 - 450);
+    let now_ms = START * 1000 + 30_250;
+    let r = h
+        .call(
+            &t,
+            Operation::Update,
+            "renew-self",
+            json!({"increment": 60}),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.auth.unwrap().lease_duration, 60);
+    let e = h
+        .store
+        .lookup_hash(&h.store.hash(&t))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.expires_at_ms(), now_ms + 60_000);
+    h.clock.advance_ms(59_999);
+    assert!(h.alive(&t).await);
+    h.clock.advance_ms(1);
+    assert!(!h.alive(&t).await);
+}
+
+#[tokio::test]
 async fn token_storage_holds_no_token_in_clear() {
     let h = harness().await;
     let (t, _, _) = h
