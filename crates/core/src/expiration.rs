@@ -464,7 +464,7 @@ impl Expiration {
                 tracing::error!(lease_id = %id, error = %err, "cannot record created credential of a failed issuance");
             }
         }
-        match self.revoke_entry(&e).await {
+        match self.revoke_entry(&e, None).await {
             Ok(writes) => {
                 if let Err(err) = self.forget(Revoked::unclaimed(e, writes)).await {
                     tracing::error!(lease_id = %id, error = %err, "cannot forget aborted reservation");
@@ -628,7 +628,7 @@ impl Expiration {
             self.schedule.remove(id);
             return Ok(false);
         };
-        match self.revoke_entry(&e).await {
+        match self.revoke_entry(&e, None).await {
             Ok(writes) => self.forget(Revoked::claimed(e, writes, claim)).await?,
             Err(err) if force => {
                 tracing::warn!(lease_id = %e.id, error = %err, "forced revocation dropped a lease whose backend revoke failed");
@@ -641,8 +641,14 @@ impl Expiration {
 
     /// Revokes a lease through its backend. Returns the writes the engine made doing so,
     /// held back to commit with the lease's removal (`staged`); on failure whatever it
-    /// wrote is committed at once, as it would have been.
-    async fn revoke_entry(&self, e: &LeaseEntry) -> Result<Vec<WriteOp>> {
+    /// wrote is committed at once, as it would have been. `mount` is the lease's mount when
+    /// the caller has already looked it up (the scheduler groups due leases by mount), used
+    /// if it is still the one the record names.
+    async fn revoke_entry(
+        &self,
+        e: &LeaseEntry,
+        mount: Option<&Arc<Mounted>>,
+    ) -> Result<Vec<WriteOp>> {
         match e.kind {
             LeaseKind::Token => {
                 let hash = e.id.rsplit('/').next().unwrap_or_default();
@@ -650,7 +656,10 @@ impl Expiration {
                 Ok(Vec::new())
             }
             LeaseKind::Secret => {
-                let mount = self.mount_of(e)?;
+                let mount = match mount {
+                    Some(m) if m.entry.is_route(&e.mount) => m.clone(),
+                    _ => self.mount_of(e)?,
+                };
                 let sys = system_view(&mount, self.system);
                 let staged = staged::Staged::over(&mount.view);
                 let storage: Arc<dyn Storage> = staged.clone();
@@ -813,32 +822,34 @@ impl Expiration {
     /// a burst of a hundred thousand is never a hundred thousand futures (each a fresh
     /// allocation, which cost the background thread a sixth of its time in page faults).
     pub async fn expire_many(self: &Arc<Self>, ids: Vec<String>) {
-        let mut by_mount: std::collections::HashMap<
-            usize,
-            Vec<String>,
-            foldhash::fast::RandomState,
-        > = Default::default();
+        type Group = (Option<Arc<Mounted>>, Vec<String>);
+        let mut by_mount: std::collections::HashMap<usize, Group, foldhash::fast::RandomState> =
+            Default::default();
         for id in ids {
             // The mount's address names it for this pass; a lease whose mount is gone
             // goes with the others like it, to be reported when its record is read.
-            let mount = self
-                .router
-                .matching(&id)
-                .map_or(0, |m| Arc::as_ptr(&m) as usize);
-            by_mount.entry(mount).or_default().push(id);
+            let mount = self.router.matching(&id);
+            let key = mount.as_ref().map_or(0, |m| Arc::as_ptr(m) as usize);
+            let group = by_mount.entry(key).or_insert_with(|| (mount, Vec::new()));
+            group.1.push(id);
         }
-        futures_util::future::join_all(by_mount.into_values().map(|ids| self.expire_mount(ids)))
-            .await;
+        futures_util::future::join_all(
+            by_mount
+                .into_values()
+                .map(|(mount, ids)| self.expire_mount(mount, ids)),
+        )
+        .await;
     }
 
     /// Revokes one mount's due leases and forgets those revoked. The removals are written
     /// while the next revocations go on: a group is handed to the writer when it is full
     /// or when no other group of this stream is being written, so the engine calls are not
     /// held to the pace of the durable commits and one commit still carries many removals.
-    async fn expire_mount(self: &Arc<Self>, ids: Vec<String>) {
+    async fn expire_mount(self: &Arc<Self>, mount: Option<Arc<Mounted>>, ids: Vec<String>) {
         use futures_util::StreamExt;
+        let mount = mount.as_ref();
         let mut revocations = futures_util::stream::iter(ids)
-            .map(|id| async move { self.expire_revoke(&id).await })
+            .map(|id| async move { self.expire_revoke(&id, mount).await })
             .buffer_unordered(WORKERS_PER_MOUNT)
             .filter_map(std::future::ready)
             .ready_chunks(FORGET_GROUP);
@@ -875,10 +886,11 @@ impl Expiration {
         }
     }
 
-    /// Revokes one due lease through its engine, under its mount's worker limit. `Some` when
+    /// Revokes one due lease through its engine (`mount`: the one its id routes to, looked
+    /// up once per group), under its mount's worker limit. `Some` when
     /// it is revoked and its record is to be removed; a failure is recorded and the lease
     /// rescheduled with backoff.
-    async fn expire_revoke(&self, id: &str) -> Option<Revoked> {
+    async fn expire_revoke(&self, id: &str, mount: Option<&Arc<Mounted>>) -> Option<Revoked> {
         let forced = self.schedule.take_forced(id);
         let claim = self.claims.revocation(id).await;
         let e = match self.load_timed(id, true).await {
@@ -913,7 +925,7 @@ impl Expiration {
             return None;
         }
         let _permit = self.workers.acquire(&e.mount).await?;
-        match self.revoke_entry(&e).await {
+        match self.revoke_entry(&e, mount).await {
             Ok(writes) => Some(Revoked::claimed(e, writes, claim)),
             Err(err) => {
                 self.record_failure(e, err.to_string()).await;

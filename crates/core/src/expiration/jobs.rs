@@ -340,7 +340,7 @@ impl Expiration {
     async fn revoke_in_job(&self, e: LeaseEntry, force: bool) -> Result<Option<Revoked>> {
         let claim = self.claims.revocation(&e.id).await;
         let _permit = self.workers.acquire(&e.mount).await;
-        match self.revoke_entry(&e).await {
+        match self.revoke_entry(&e, None).await {
             Ok(writes) => Ok(Some(Revoked::claimed(e, writes, claim))),
             Err(err) if force => {
                 tracing::warn!(lease_id = %e.id, error = %err, "forced revocation dropped a lease whose backend revoke failed");
