@@ -138,6 +138,18 @@ pub fn is_zero_ms(v: &u16) -> bool {
     *v == 0
 }
 
+/// The `ttl` a lookup shows for an expiry at `expires_ms` (Unix ms) seen at `now_ms`, as
+/// Vault computes it: the time to the expiry from now rounded to the nearest second, in
+/// whole seconds (truncated), never below 0. A lease issued at .345 for 10 s shows 10 for
+/// the rest of that second; one issued at .700 shows 9 at once.
+pub fn seconds_left(expires_ms: i64, now_ms: i64) -> i64 {
+    let now_rounded = now_ms
+        .saturating_add(500)
+        .div_euclid(1000)
+        .saturating_mul(1000);
+    (expires_ms.saturating_sub(now_rounded) / 1000).max(0)
+}
+
 pub fn to_datetime(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -164,6 +176,17 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_left_count_from_now_rounded_to_the_second() {
+        let exp = 1_000_015_345; // 10 s after an issue at 1_000_005.345 s
+        assert_eq!(seconds_left(exp, 1_000_005_345), 10);
+        assert_eq!(seconds_left(exp, 1_000_005_499), 10);
+        assert_eq!(seconds_left(exp, 1_000_005_500), 9);
+        assert_eq!(seconds_left(exp, 1_000_014_499), 1);
+        assert_eq!(seconds_left(exp, 1_000_014_500), 0);
+        assert_eq!(seconds_left(exp, 1_000_099_000), 0, "never below 0");
+    }
 
     #[test]
     fn monotonic_clock_follows_the_wall_clock_when_nothing_jumps() {

@@ -499,8 +499,7 @@ impl Expiration {
     /// The `sys/leases/lookup` body of a lease.
     pub fn lookup_data(&self, e: &LeaseEntry) -> serde_json::Map<String, Value> {
         let ttl = if e.expire_time > 0 {
-            // Whole seconds left, rounded down (as Vault reports it).
-            ((e.expires_at_ms() - self.clock.now_ms()) / 1000).max(0)
+            crate::clock::seconds_left(e.expires_at_ms(), self.clock.now_ms())
         } else {
             0
         };

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::clock::{is_zero_ms, join_ms, rfc3339, rfc3339_ms, split_ms};
+use crate::clock::{is_zero_ms, join_ms, rfc3339, rfc3339_ms, seconds_left, split_ms};
 use crate::logical::{AuthSpec, Caller};
 
 /// `num_uses` of a token whose last use is in progress: it resolves no more, and the core
@@ -93,10 +93,11 @@ impl TokenEntry {
         self.num_uses == LAST_USE
     }
 
-    /// Whole seconds left at `now_ms` (0 for tokens that never expire, and for expired ones).
+    /// Seconds left at `now_ms` as lookups show them (`clock::seconds_left`); 0 for tokens
+    /// that never expire, and for expired ones.
     pub fn ttl_remaining(&self, now_ms: i64) -> i64 {
         if self.expire_time > 0 {
-            (self.expires_at_ms() - now_ms).max(0) / 1000
+            seconds_left(self.expires_at_ms(), now_ms)
         } else {
             0
         }
