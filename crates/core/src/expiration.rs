@@ -7,6 +7,7 @@
 //! leases and revokes them through their backend. A failed revocation is retried with
 //! backoff and, after the last attempt, kept as irrevocable: never silently dropped.
 
+mod backlog;
 mod claims;
 mod entry;
 mod events;
@@ -91,6 +92,8 @@ pub struct Expiration {
     read_ahead: read_ahead::ReadAhead,
     /// Orders a lease's renewal against its revocation (`claims`).
     claims: Arc<claims::Claims>,
+    /// How far revocation is behind, so removals can wait in a burst (`backlog`).
+    backlog: backlog::Backlog,
 }
 
 /// Revocations running at once, in all and per mount.
@@ -182,6 +185,7 @@ impl Expiration {
             markers: restore::Markers::default(),
             read_ahead: read_ahead::ReadAhead::default(),
             claims: Arc::default(),
+            backlog: backlog::Backlog::default(),
         })
     }
 
@@ -821,6 +825,7 @@ impl Expiration {
     /// a burst of a hundred thousand is never a hundred thousand futures (each a fresh
     /// allocation, which cost the background thread a sixth of its time in page faults).
     pub async fn expire_many(self: &Arc<Self>, ids: Vec<String>) {
+        self.backlog.taken(ids.len());
         type Group = (Option<Arc<Mounted>>, Vec<String>);
         let mut by_mount: std::collections::HashMap<usize, Group, foldhash::fast::RandomState> =
             Default::default();
@@ -844,33 +849,60 @@ impl Expiration {
     /// while the next revocations go on: a group is handed to the writer when it is full
     /// or when no other group of this stream is being written, so the engine calls are not
     /// held to the pace of the durable commits and one commit still carries many removals.
+    /// While revocation is behind (a burst), the removals wait for it, a while at most
+    /// (`backlog`).
     async fn expire_mount(self: &Arc<Self>, mount: Option<Arc<Mounted>>, ids: Vec<String>) {
         use futures_util::StreamExt;
         let mount = mount.as_ref();
         let mut revocations = futures_util::stream::iter(ids)
-            .map(|id| async move { self.expire_revoke(&id, mount).await })
+            .map(|id| async move {
+                let revoked = self.expire_revoke(&id, mount).await;
+                self.backlog.revoked();
+                revoked
+            })
             .buffer_unordered(WORKERS_PER_MOUNT)
             .filter_map(std::future::ready)
             .ready_chunks(FORGET_GROUP);
         let mut writing = futures_util::stream::FuturesUnordered::new();
         let mut revoked: Vec<Revoked> = Vec::new();
+        let mut waiting_since: Option<tokio::time::Instant> = None;
         let mut more = true;
         loop {
-            while revoked.len() >= FORGET_GROUP || (writing.is_empty() && !revoked.is_empty()) {
-                let rest = revoked.split_off(revoked.len().min(FORGET_GROUP));
-                writing.push(self.forget_or_retry(std::mem::replace(&mut revoked, rest)));
+            let wait = !revoked.is_empty()
+                && self.backlog.behind()
+                && waiting_since.is_none_or(|t| t.elapsed() < backlog::HOLD_FOR);
+            if !wait {
+                waiting_since = None;
+                while revoked.len() >= FORGET_GROUP || (writing.is_empty() && !revoked.is_empty()) {
+                    let rest = revoked.split_off(revoked.len().min(FORGET_GROUP));
+                    let group = std::mem::replace(&mut revoked, rest);
+                    self.backlog.release(group.len());
+                    writing.push(self.forget_or_retry(group));
+                }
+            } else if waiting_since.is_none() {
+                waiting_since = Some(tokio::time::Instant::now());
             }
-            if !more && writing.is_empty() {
+            if !more && writing.is_empty() && revoked.is_empty() {
                 return;
             }
             tokio::select! {
                 ready = revocations.next(), if more => match ready {
-                    Some(ready) => revoked.extend(ready),
+                    Some(ready) => {
+                        self.backlog.hold(ready.len(), self.backlog.behind());
+                        revoked.extend(ready);
+                    }
                     None => more = false,
                 },
                 Some(()) = writing.next(), if !writing.is_empty() => {}
+                () = tokio::time::sleep(backlog::HOLD_POLL), if wait => {}
             }
         }
+    }
+
+    /// Revoked leases whose removal waited for the revocations behind them (`backlog`),
+    /// since start.
+    pub fn removals_deferred(&self) -> u64 {
+        self.backlog.deferred()
     }
 
     /// Removes revoked leases; if that cannot be written they come back in a while (their

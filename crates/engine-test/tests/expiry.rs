@@ -119,3 +119,31 @@ async fn revocations_go_on_while_removals_wait_for_the_disk() {
     let expiration = env.core.active().unwrap().expiration.clone();
     assert!(expiration.ids_under("test/").await.unwrap().is_empty());
 }
+
+/// A burst's removals wait while many due leases are still to be revoked, then are all
+/// written; a few due together are removed as they go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bursts_removals_wait_for_its_revocations_and_a_small_batch_does_not() {
+    for (n, waits) in [(200, false), (2_500, true)] {
+        let env = Env::new().await;
+        env.configure(json!({"ttl": "1h"})).await;
+        for _ in 0..n {
+            env.issue().await;
+        }
+        env.clock.advance(3601);
+        let expiration = env.core.active().unwrap().expiration.clone();
+        assert_eq!(expiration.run_due_now().await, n);
+        assert_eq!(
+            expiration.removals_deferred() > 0,
+            waits,
+            "{n} due: removals waited"
+        );
+        assert_eq!(env.resources().await, 0, "{n} due: every removal written");
+        assert!(expiration.ids_under("test/").await.unwrap().is_empty());
+        assert_eq!(
+            env.stat("revoke_calls").await,
+            n as u64,
+            "each revoked once"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! How far revocation is behind in a burst, so the bookkeeping can wait for it.
+//!
+//! Revoking a due lease is the engine's call (the credential goes upstream) followed by the
+//! lease's durable removal. On two cores a burst of a hundred thousand leases is CPU-bound,
+//! and the removals (tombstones the storage writer inserts, the read cache's invalidations)
+//! were about half of its CPU, taken from the revocations still waiting. So while many due
+//! leases wait to be revoked, revoked leases keep their records, and their claims, for a
+//! while: a crash meanwhile revokes them again, which every engine accepts. The wait is
+//! bounded in leases held and in time, so a slow upstream that keeps a backlog for long
+//! does not hold the bookkeeping with it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Due leases taken from the schedule and not yet revoked above which removals start to
+/// wait: about 10 ms of a burst of 100k a second, well above what a steady flow keeps in
+/// flight.
+const BEHIND: usize = 1024;
+/// ... and at or below which they go again: revocation has caught up. Between the two the
+/// last state holds, so the writer does not start each time a burst's queue dips and take
+/// the CPU it would need to catch up.
+const CAUGHT_UP: usize = 128;
+/// Revoked leases whose removals may wait, in all (about 1 KiB each while they wait).
+const HOLD_MAX: usize = 131_072;
+/// How long one group of revoked leases may wait for its removal.
+pub(super) const HOLD_FOR: Duration = Duration::from_secs(2);
+/// How often a waiting group looks again.
+pub(super) const HOLD_POLL: Duration = Duration::from_millis(5);
+
+#[derive(Default)]
+pub(super) struct Backlog {
+    /// Due leases taken from the schedule whose revocation has not finished.
+    due: AtomicUsize,
+    /// Removals wait (since `due` passed `BEHIND`, until it is back to `CAUGHT_UP`).
+    waiting: AtomicBool,
+    /// Revoked leases whose removal is waiting.
+    held: AtomicUsize,
+    /// Revoked leases whose removal waited, since start.
+    deferred: AtomicU64,
+}
+
+impl Backlog {
+    pub(super) fn taken(&self, n: usize) {
+        self.due.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(super) fn revoked(&self) {
+        self.due.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// True while removals should wait for the revocations.
+    pub(super) fn behind(&self) -> bool {
+        let due = self.due.load(Ordering::Relaxed);
+        let waiting = if due > BEHIND {
+            true
+        } else if due <= CAUGHT_UP {
+            false
+        } else {
+            self.waiting.load(Ordering::Relaxed)
+        };
+        self.waiting.store(waiting, Ordering::Relaxed);
+        waiting && self.held.load(Ordering::Relaxed) < HOLD_MAX
+    }
+
+    /// `n` revoked leases joined a stream's removals; `waiting` if they wait for now.
+    pub(super) fn hold(&self, n: usize, waiting: bool) {
+        self.held.fetch_add(n, Ordering::Relaxed);
+        if waiting {
+            self.deferred.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// `n` leases' removals went to the writer.
+    pub(super) fn release(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    pub(super) fn deferred(&self) -> u64 {
+        self.deferred.load(Ordering::Relaxed)
+    }
+}
