@@ -502,11 +502,8 @@ impl Expiration {
 
     /// The `sys/leases/lookup` body of a lease.
     pub fn lookup_data(&self, e: &LeaseEntry) -> serde_json::Map<String, Value> {
-        let ttl = if e.expire_time > 0 {
-            crate::clock::seconds_left(e.expires_at_ms(), self.clock.now_ms())
-        } else {
-            0
-        };
+        // A lease that never expires has an expiry of 0, which shows 0 as Vault does.
+        let ttl = crate::clock::seconds_left(e.expires_at_ms(), self.clock.now_ms());
         let mut m = obj([
             ("id", json!(e.id)),
             ("issue_time", json!(crate::clock::rfc3339(e.issue_time))),
@@ -888,7 +885,7 @@ impl Expiration {
             tokio::select! {
                 ready = revocations.next(), if more => match ready {
                     Some(ready) => {
-                        self.backlog.hold(ready.len(), self.backlog.behind());
+                        self.backlog.hold(ready.len());
                         revoked.extend(ready);
                     }
                     None => more = false,

@@ -136,11 +136,16 @@ impl Env {
 
     /// A token with `ttl` (so a lease) and the default policy; returns the client token.
     pub async fn token(&self, ttl: &str) -> String {
+        self.token_with(&["default"], ttl).await
+    }
+
+    /// A token with `ttl` and `policies`; returns the client token.
+    pub async fn token_with(&self, policies: &[&str], ttl: &str) -> String {
         let r = self
             .ok(
                 Operation::Update,
                 "auth/token/create",
-                json!({"ttl": ttl, "policies": ["default"]}),
+                json!({"ttl": ttl, "policies": policies}),
             )
             .await;
         r.and_then(|r| r.auth).unwrap().client_token

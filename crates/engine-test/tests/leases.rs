@@ -139,16 +139,7 @@ async fn a_token_lease_expires_at_its_own_millisecond_across_renewal_and_restart
     let env = Env::new().await;
     env.configure(json!({"ttl": "1h"})).await;
     env.clock.advance_ms(600);
-    let token = env
-        .ok(
-            Operation::Update,
-            "auth/token/create",
-            json!({"policies": ["root"], "ttl": "10s"}),
-        )
-        .await
-        .and_then(|r| r.auth)
-        .unwrap()
-        .client_token;
+    let token = env.token_with(&["root"], "10s").await;
     let exp = env.core.active().unwrap().expiration.clone();
     let token_lease = exp.ids_under("auth/token/create").await.unwrap()[0].clone();
     let d = env

@@ -24,15 +24,7 @@ async fn issuer(env: &Env) -> String {
         json!({"policy": ISSUER}),
     )
     .await;
-    let r = env
-        .ok(
-            Operation::Update,
-            "auth/token/create",
-            json!({"policies": ["issuer"], "ttl": "24h"}),
-        )
-        .await
-        .unwrap();
-    r.auth.unwrap().client_token
+    env.token_with(&["issuer"], "24h").await
 }
 
 async fn quota(env: &Env, name: &str, path: &str, max: i64) {

@@ -51,23 +51,25 @@ impl Backlog {
     /// True while removals should wait for the revocations.
     pub(super) fn behind(&self) -> bool {
         let due = self.due.load(Ordering::Relaxed);
-        let waiting = if due > BEHIND {
-            true
-        } else if due <= CAUGHT_UP {
-            false
-        } else {
-            self.waiting.load(Ordering::Relaxed)
-        };
-        self.waiting.store(waiting, Ordering::Relaxed);
-        waiting && self.held.load(Ordering::Relaxed) < HOLD_MAX
+        let was = self.waiting.load(Ordering::Relaxed);
+        let waiting = (was || due > BEHIND) && due > CAUGHT_UP;
+        // Written only when it changes: this is asked once or twice per group of revocations.
+        if waiting != was {
+            self.waiting.store(waiting, Ordering::Relaxed);
+        }
+        waiting && self.room()
     }
 
-    /// `n` revoked leases joined a stream's removals; `waiting` if they wait for now.
-    pub(super) fn hold(&self, n: usize, waiting: bool) {
-        self.held.fetch_add(n, Ordering::Relaxed);
-        if waiting {
+    fn room(&self) -> bool {
+        self.held.load(Ordering::Relaxed) < HOLD_MAX
+    }
+
+    /// `n` revoked leases joined a stream's removals (counted as deferred if they wait).
+    pub(super) fn hold(&self, n: usize) {
+        if self.behind() {
             self.deferred.fetch_add(n as u64, Ordering::Relaxed);
         }
+        self.held.fetch_add(n, Ordering::Relaxed);
     }
 
     /// `n` leases' removals went to the writer.

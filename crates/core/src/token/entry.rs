@@ -96,11 +96,8 @@ impl TokenEntry {
     /// Seconds left at `now_ms` as lookups show them (`clock::seconds_left`); 0 for tokens
     /// that never expire, and for expired ones.
     pub fn ttl_remaining(&self, now_ms: i64) -> i64 {
-        if self.expire_time > 0 {
-            seconds_left(self.expires_at_ms(), now_ms)
-        } else {
-            0
-        }
+        // Never expiring, its expiry is 0: no seconds left.
+        seconds_left(self.expires_at_ms(), now_ms)
     }
 
     /// What a request made with this token knows of its caller. `sudo` is left to the ACL.

@@ -29,7 +29,7 @@ use super::entry::{LAST_USE, TokenEntry, sanitize_policies};
 use super::login::LoginRenewer;
 use super::params::{CreateParams, TtlLimits};
 use crate::barrier::View;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, split_ms};
 use crate::stripes::Stripes;
 use crate::ttl::{TtlInput, calculate};
 use crate::{Error, Result};
@@ -238,7 +238,13 @@ impl TokenStore {
         }
         let accessor = random_base62(ACCESSOR_LEN);
         let ttl = p.ttl.max(0);
-        let mut entry = TokenEntry {
+        // Counted from this millisecond, as the client counts its lease_duration.
+        let (expire_time, expire_ms) = if ttl > 0 {
+            split_ms(now_ms.saturating_add(ttl.saturating_mul(1000)))
+        } else {
+            (0, 0)
+        };
+        let entry = TokenEntry {
             id_hash: id_hash.clone(),
             accessor: accessor.clone(),
             parent: p.parent.clone(),
@@ -249,8 +255,8 @@ impl TokenStore {
             num_uses: p.num_uses.max(0),
             creation_time: now,
             creation_ttl: ttl,
-            expire_time: 0,
-            expire_ms: 0,
+            expire_time,
+            expire_ms,
             explicit_max_ttl: p.explicit_max_ttl.max(0),
             max_ttl: p.max_ttl.max(0),
             period: p.period.max(0),
@@ -264,10 +270,6 @@ impl TokenStore {
             mount_accessor: p.mount_accessor,
             internal: p.internal,
         };
-        if ttl > 0 {
-            // Counted from this millisecond, as the client counts its lease_duration.
-            entry.set_expiry_ms(now_ms.saturating_add(ttl.saturating_mul(1000)));
-        }
         let mut ops = vec![
             WriteOp::Put(format!("{ID_PREFIX}{id_hash}"), to_json(&entry)?),
             WriteOp::Put(
