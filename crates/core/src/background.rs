@@ -7,7 +7,7 @@
 //! still gets a steady share (nice 5 weighs about a third of a normal thread), so it is
 //! slowed, never stopped. It has a thread per core (up to `MAX_THREADS`): a storm is
 //! CPU-bound, and with one thread the other core sat idle through a burst of expiries
-//! while the due leases queued (with two on two cores, p50 lateness 57-97 ms against
+//! while the due leases queued (with two on two cores, p50 lateness 57-79 ms against
 //! 195-307 ms). The lower priority, not fewer threads, is what keeps requests first.
 //! One runtime for the process, never dropped: cores come and go with seal and unseal,
 //! their background tasks stop through their own signals.
