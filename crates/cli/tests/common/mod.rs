@@ -69,23 +69,15 @@ impl Drop for Server {
 
 /// Starts `bao server -dev` (unsealed, root token `root`); None when bao is not installed.
 pub fn start_dev() -> Option<Server> {
-    // A port found free can be taken by a parallel test before bao binds it; bao then
-    // exits, and another port is tried.
-    for _ in 0..3 {
-        let port = free_port();
+    on_a_free_port("bao server -dev", |port| {
         let args = vec![
             "server".to_string(),
             "-dev".to_string(),
             format!("-dev-root-token-id={ROOT}"),
             format!("-dev-listen-address=127.0.0.1:{port}"),
         ];
-        match launch(args, port, true, None) {
-            Launched::Ready(server) => return Some(server),
-            Launched::NoBinary => return None,
-            Launched::Exited => continue,
-        }
-    }
-    panic!("bao server -dev exited before answering, on three ports");
+        launch(args, port, true, None)
+    })
 }
 
 /// Starts `bao server -dev -dev-tls`: HTTPS with a CA of its own, in a temporary directory.
@@ -94,56 +86,58 @@ pub fn start_dev_tls() -> Option<Server> {
         eprintln!("skipping: lessor's dev mode has no -dev-tls");
         return None;
     }
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let args = vec![
-        "server".to_string(),
-        "-dev".to_string(),
-        "-dev-tls".to_string(),
-        format!("-dev-tls-cert-dir={}", dir.path().display()),
-        format!("-dev-root-token-id={ROOT}"),
-        format!("-dev-listen-address=127.0.0.1:{port}"),
-    ];
-    let ca = dir.path().join("vault-ca.pem");
-    start_with(args, port, true, Some((dir, ca)))
+    on_a_free_port("bao server -dev -dev-tls", |port| {
+        let dir = tempfile::tempdir().unwrap();
+        let args = vec![
+            "server".to_string(),
+            "-dev".to_string(),
+            "-dev-tls".to_string(),
+            format!("-dev-tls-cert-dir={}", dir.path().display()),
+            format!("-dev-root-token-id={ROOT}"),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+        ];
+        let ca = dir.path().join("vault-ca.pem");
+        launch(args, port, true, Some((dir, ca)))
+    })
 }
 
 /// Starts a non-dev server with in-memory storage: uninitialised and sealed.
 pub fn start_sealed() -> Option<Server> {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("server.hcl");
-    std::fs::write(
-        &config,
-        format!(
-            "storage \"inmem\" {{}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_disable = true\n}}\n"
-        ),
-    )
-    .unwrap();
-    let args = vec![
-        "server".to_string(),
-        format!("-config={}", config.display()),
-    ];
-    let mut server = start(args, port, false)?;
-    server._config_dir = dir;
-    Some(server)
+    on_a_free_port("bao server", |port| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("server.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "storage \"inmem\" {{}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_disable = true\n}}\n"
+            ),
+        )
+        .unwrap();
+        let args = vec![
+            "server".to_string(),
+            format!("-config={}", config.display()),
+        ];
+        match launch(args, port, false, None) {
+            Launched::Ready(mut server) => {
+                server._config_dir = dir;
+                Launched::Ready(server)
+            }
+            other => other,
+        }
+    })
 }
 
-fn start(args: Vec<String>, port: u16, unsealed: bool) -> Option<Server> {
-    start_with(args, port, unsealed, None)
-}
-
-fn start_with(
-    args: Vec<String>,
-    port: u16,
-    unsealed: bool,
-    tls: Option<(tempfile::TempDir, PathBuf)>,
-) -> Option<Server> {
-    match launch(args, port, unsealed, tls) {
-        Launched::Ready(server) => Some(server),
-        Launched::NoBinary => None,
-        Launched::Exited => panic!("bao server exited before answering"),
+/// Launches a server on a port found free. That port can be taken by a parallel test
+/// before bao binds it; bao then exits, and another port is tried.
+fn on_a_free_port(what: &str, mut launch_on: impl FnMut(u16) -> Launched) -> Option<Server> {
+    for _ in 0..3 {
+        match launch_on(free_port()) {
+            Launched::Ready(server) => return Some(server),
+            Launched::NoBinary => return None,
+            Launched::Exited => continue,
+        }
     }
+    panic!("{what} exited before answering, on three ports");
 }
 
 enum Launched {
