@@ -491,7 +491,7 @@ impl Core {
                     .await;
                 // The engine failed: whatever it reserved may exist in part. Revoke it now.
                 for id in leases.reserved() {
-                    active.expiration.abort(&id, None).await;
+                    leases.abort(&id, None).await;
                 }
                 return Err(e);
             }
@@ -505,7 +505,7 @@ impl Core {
             .map(|r| r.lease_id.clone())
             .unwrap_or_default();
         for id in leases.reserved().into_iter().filter(|id| *id != used) {
-            active.expiration.abort(&id, None).await;
+            leases.abort(&id, None).await;
         }
         if let Some(t) = &token_entry {
             active.tokens.finish_use(t).await?;
@@ -562,16 +562,7 @@ impl Core {
                     "the backend issued a secret without reserving its lease",
                 ));
             }
-            let (ttl, warning) = match active.expiration.activate(mounted, &secret).await {
-                Ok(v) => v,
-                Err(e) => {
-                    active
-                        .expiration
-                        .abort(&secret.reservation, Some(&secret.internal))
-                        .await;
-                    return Err(e);
-                }
-            };
+            let (ttl, warning) = leases.activate(&secret).await?;
             r.lease_id = secret.reservation.clone();
             r.lease_duration = ttl.max(0) as u64;
             r.renewable = secret.renewable;

@@ -26,6 +26,7 @@ use lessor_storage::{Storage, WriteOp};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+pub use claims::Claim;
 pub use entry::{IndexEntry, LeaseEntry, LeaseKind, LeaseState};
 pub use events::{EventKind, Item, LeaseEvent, LeaseEvents, LeaseObserver, Subscription};
 pub use jobs::{Job, JobState};
@@ -54,6 +55,9 @@ const RETRY_BASE_SECS: i64 = 10;
 pub const IRREVOCABLE_RETRY_SECS: i64 = 86_400;
 /// How long a reservation may stay pending before its planned credential is revoked.
 pub const PENDING_DEADLINE_SECS: i64 = 300;
+/// How soon the scheduler looks again at a reservation past its deadline whose request is
+/// still creating the credential.
+const ISSUING_RECHECK_MS: i64 = 1000;
 /// The deadline in force: the server may shorten it (tests of crash recovery do).
 static PENDING_DEADLINE: std::sync::atomic::AtomicI64 =
     std::sync::atomic::AtomicI64::new(PENDING_DEADLINE_SECS);
@@ -376,7 +380,10 @@ impl Expiration {
 
     /// Reserves the lease of a credential about to be created: durable before the engine
     /// makes its first call. The pending lease is also scheduled at its deadline, so a
-    /// request that never finishes cannot leave its credential behind.
+    /// request that never finishes cannot leave its credential behind. The claim keeps
+    /// revocations off the reservation while its credential is created (`claims`); it is
+    /// held until the lease is activated or aborted (dropped at once, it is a request that
+    /// stopped right after reserving).
     pub async fn reserve(
         &self,
         mount: &Mounted,
@@ -384,10 +391,11 @@ impl Expiration {
         token_hash: &str,
         secret_type: &str,
         planned: Value,
-    ) -> Result<String> {
+    ) -> Result<(String, Claim)> {
         let now_ms = self.clock.now_ms();
         let now = now_ms.div_euclid(1000);
         let id = format!("{}/{}", request_path.trim_end_matches('/'), random_suffix());
+        let claim = self.claims.issuance(&id);
         let mut entry = LeaseEntry {
             id: id.clone(),
             kind: LeaseKind::Secret,
@@ -411,7 +419,7 @@ impl Expiration {
         self.events
             .emit(LeaseEvent::of(EventKind::Reserved, &entry, now));
         self.schedule.insert(&entry.id, entry.expires_at_ms());
-        Ok(id)
+        Ok((id, claim))
     }
 
     /// Activates a reserved lease with the secret the engine created: TTL from the one TTL
@@ -920,7 +928,17 @@ impl Expiration {
     /// rescheduled with backoff.
     async fn expire_revoke(&self, id: &str, mount: Option<&Arc<Mounted>>) -> Option<Revoked> {
         let forced = self.schedule.take_forced(id);
-        let claim = self.claims.revocation(id).await;
+        let Ok(claim) = self.claims.revocation_unless_issuing(id).await else {
+            // Its request is still creating the credential (a reservation past its deadline
+            // on a slow upstream): it will be activated or aborted, so look again shortly.
+            let again = self.clock.now_ms() + ISSUING_RECHECK_MS;
+            if forced {
+                self.schedule.insert_forced(id, again);
+            } else {
+                self.schedule.insert(id, again);
+            }
+            return None;
+        };
         let e = match self.load_timed(id, true).await {
             Ok(Some(e)) => e,
             Ok(None) => {
@@ -1137,13 +1155,14 @@ impl Revoked {
 }
 
 /// The reservations of one request: the core creates one per request and aborts whatever
-/// the handler reserved but did not turn into a secret.
+/// the handler reserved but did not turn into a secret. Each reservation is held (`claims`)
+/// until it is activated or aborted through here.
 pub struct RequestLeases {
     pub expiration: Arc<Expiration>,
     pub mount: Arc<Mounted>,
     pub request_path: String,
     pub token_hash: String,
-    reserved: parking_lot::Mutex<Vec<String>>,
+    reserved: parking_lot::Mutex<Vec<(String, Option<Claim>)>>,
 }
 
 impl RequestLeases {
@@ -1163,14 +1182,48 @@ impl RequestLeases {
     }
 
     pub fn reserved(&self) -> Vec<String> {
-        self.reserved.lock().clone()
+        self.reserved
+            .lock()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Activates the reservation `secret` names (`Expiration::activate`); if that fails,
+    /// revokes the credential the engine created (`abort`). Then lets revocations at it.
+    pub async fn activate(&self, secret: &SecretSpec) -> Result<(i64, Option<String>)> {
+        let r = self.expiration.activate(&self.mount, secret).await;
+        if r.is_err() {
+            self.expiration
+                .abort(&secret.reservation, Some(&secret.internal))
+                .await;
+        }
+        self.release(&secret.reservation);
+        r
+    }
+
+    /// Aborts a reservation (`Expiration::abort`), then lets go of it.
+    pub async fn abort(&self, id: &str, internal: Option<&Value>) {
+        self.expiration.abort(id, internal).await;
+        self.release(id);
+    }
+
+    fn release(&self, id: &str) {
+        let claim = self
+            .reserved
+            .lock()
+            .iter_mut()
+            .find(|(r, _)| r == id)
+            .and_then(|(_, c)| c.take());
+        // Dropped outside the lock: the release wakes waiting revocations.
+        drop(claim);
     }
 }
 
 #[async_trait]
 impl crate::framework::Reserver for RequestLeases {
     async fn reserve(&self, secret_type: &str, planned: Value) -> Result<String> {
-        let id = self
+        let (id, claim) = self
             .expiration
             .reserve(
                 &self.mount,
@@ -1180,7 +1233,7 @@ impl crate::framework::Reserver for RequestLeases {
                 planned,
             )
             .await?;
-        self.reserved.lock().push(id.clone());
+        self.reserved.lock().push((id.clone(), Some(claim)));
         Ok(id)
     }
 

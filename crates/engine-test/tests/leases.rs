@@ -344,7 +344,8 @@ async fn pending_reservation_is_revoked_after_its_deadline() {
             json!({"resource": "gone-with-crash"}),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     mount
         .storage
         .put("resources/gone-with-crash", b"x".to_vec())

@@ -10,6 +10,14 @@
 //! each other (a prefix job and the scheduler may both be at one lease; revoking is
 //! idempotent).
 //!
+//! Issuance holds its reservation the same way, from reserve until the lease is activated
+//! or aborted. Without that, a reservation whose deadline passed while the engine was still
+//! creating (a slow upstream) could be revoked by the scheduler in the very moment it was
+//! activated: the client handed a credential already deleted, or the credential created
+//! after its planned name was revoked and never revoked again. A revocation waits for the
+//! issuance, then reads the active lease; the scheduler does not wait (a hung request must
+//! not hold expiries back) but looks again a moment later.
+//!
 //! The uncontended path is one map operation under a short lock, with no await: a burst of
 //! expiries claims 100k leases without yielding to the runtime more than it did before.
 
@@ -32,6 +40,8 @@ pub struct Claims {
 
 enum Hold {
     Renewing,
+    /// The request that reserved the lease is creating its credential.
+    Issuing,
     /// How many revocations hold the lease.
     Revoking(u32),
 }
@@ -40,7 +50,19 @@ enum Hold {
 #[derive(Debug, PartialEq, Eq)]
 pub struct BeingRevoked;
 
+/// Why the scheduler cannot revoke a lease now.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BeingIssued;
+
 impl Claims {
+    /// Holds a lease just reserved until its request activates or aborts it. The id is new
+    /// (random), so nothing else can hold it yet.
+    pub fn issuance(self: &Arc<Self>, id: &str) -> Claim {
+        let key: Arc<str> = id.into();
+        self.held.lock().insert(key.clone(), Hold::Issuing);
+        self.claim(key)
+    }
+
     /// Holds the lease for a renewal, after any other renewal of it; refused while a
     /// revocation holds it.
     pub async fn renewal(self: &Arc<Self>, id: &str) -> Result<Claim, BeingRevoked> {
@@ -51,31 +73,52 @@ impl Claims {
                     held.insert(key.clone(), Hold::Renewing);
                     Some(Ok(key))
                 }
-                Some(Hold::Renewing) => None,
+                Some(Hold::Renewing | Hold::Issuing) => None,
                 Some(Hold::Revoking(_)) => Some(Err(BeingRevoked)),
             })
             .await?;
         Ok(self.claim(key))
     }
 
-    /// Holds the lease for a revocation, once any renewal in flight has landed.
+    /// Holds the lease for a revocation, once any renewal or issuance in flight has landed.
     pub async fn revocation(self: &Arc<Self>, id: &str) -> Claim {
         let key = self
-            .take(|held| match held.get_key_value(id) {
-                None => {
-                    let key: Arc<str> = id.into();
-                    held.insert(key.clone(), Hold::Revoking(1));
-                    Some(key)
-                }
-                Some((_, Hold::Renewing)) => None,
-                Some((key, Hold::Revoking(n))) => {
-                    let (key, n) = (key.clone(), *n + 1);
-                    held.insert(key.clone(), Hold::Revoking(n));
-                    Some(key)
-                }
-            })
+            .take(|held| Self::revoking(held, id, true).and_then(Result::ok))
             .await;
         self.claim(key)
+    }
+
+    /// As `revocation`, but refused at once while the lease is being issued.
+    pub async fn revocation_unless_issuing(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<Claim, BeingIssued> {
+        let key = self.take(|held| Self::revoking(held, id, false)).await?;
+        Ok(self.claim(key))
+    }
+
+    /// One attempt at a revocation's hold: `None` to wait; `Err` when an issuance holds
+    /// the lease and `wait_for_issuance` is false.
+    fn revoking(
+        held: &mut Held,
+        id: &str,
+        wait_for_issuance: bool,
+    ) -> Option<Result<Arc<str>, BeingIssued>> {
+        match held.get_key_value(id) {
+            None => {
+                let key: Arc<str> = id.into();
+                held.insert(key.clone(), Hold::Revoking(1));
+                Some(Ok(key))
+            }
+            Some((_, Hold::Renewing)) => None,
+            Some((_, Hold::Issuing)) if wait_for_issuance => None,
+            Some((_, Hold::Issuing)) => Some(Err(BeingIssued)),
+            Some((key, Hold::Revoking(n))) => {
+                let (key, n) = (key.clone(), *n + 1);
+                held.insert(key.clone(), Hold::Revoking(n));
+                Some(Ok(key))
+            }
+        }
     }
 
     /// Runs `attempt` under the lock until it answers (`None`: wait for a release).
@@ -163,5 +206,34 @@ mod tests {
         let revoking = waiter.await.unwrap();
         assert_eq!(c.renewal("a").await.err(), Some(BeingRevoked));
         drop(revoking);
+    }
+
+    #[tokio::test]
+    async fn an_issuance_holds_revocations_and_renewals_until_it_lands() {
+        let c = Arc::new(Claims::default());
+        let issuing = c.issuance("a");
+        assert_eq!(
+            c.revocation_unless_issuing("a").await.err(),
+            Some(BeingIssued)
+        );
+        let revoker = {
+            let c = c.clone();
+            tokio::spawn(async move { c.revocation("a").await })
+        };
+        let renewer = {
+            let c = c.clone();
+            tokio::spawn(async move { c.renewal("a").await.is_ok() })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !revoker.is_finished(),
+            "a revocation waits for the issuance"
+        );
+        assert!(!renewer.is_finished(), "a renewal waits for the issuance");
+        drop(issuing);
+        let revoking = revoker.await.unwrap();
+        drop(revoking);
+        renewer.await.unwrap();
+        assert!(c.held.lock().is_empty());
     }
 }

@@ -336,9 +336,19 @@ impl Expiration {
     ///
     /// The record is the page's, not read again: a renewal that landed since changed only
     /// its times (no engine replaces a lease's revocation data on renewal), and once claimed
-    /// no renewal can land.
+    /// no renewal can land. A reservation is read again: the claim waited for its issuance,
+    /// which may have replaced the planned revocation data with the credential's own, or
+    /// aborted it.
     async fn revoke_in_job(&self, e: LeaseEntry, force: bool) -> Result<Option<Revoked>> {
         let claim = self.claims.revocation(&e.id).await;
+        let e = if e.state == LeaseState::Pending {
+            match self.load_stored(&e.id).await? {
+                Some(e) => e,
+                None => return Ok(None),
+            }
+        } else {
+            e
+        };
         let _permit = self.workers.acquire(&e.mount).await;
         match self.revoke_entry(&e, None).await {
             Ok(writes) => Ok(Some(Revoked::claimed(e, writes, claim))),
