@@ -465,10 +465,11 @@ impl Expiration {
 
     /// Revokes what a failed issuance may have created (the planned credential, or the one
     /// it returned) and forgets the reservation. On failure the lease stays pending and the
-    /// scheduler retries it.
-    pub async fn abort(&self, id: &str, internal: Option<&Value>) {
+    /// scheduler retries it. False when no reservation can be read under `id`: what the
+    /// engine returned is then the caller's to revoke.
+    pub async fn abort(&self, id: &str, internal: Option<&Value>) -> bool {
         let Ok(Some(mut e)) = self.load(id).await else {
-            return;
+            return false;
         };
         if let Some(v) = internal {
             e.internal = v.clone();
@@ -484,10 +485,11 @@ impl Expiration {
             }
             Err(err) => self.record_failure(e, err.to_string()).await,
         }
+        true
     }
 
-    /// Revokes a secret that came back without a reservation (a backend bug), so it cannot
-    /// outlive the failed request.
+    /// Revokes a secret that came back without a reservation (a backend bug), or whose
+    /// reservation cannot be read to abort, so it cannot outlive the failed request.
     pub async fn revoke_unreserved(&self, mount: &Mounted, secret: &SecretSpec) {
         let sys = system_view(mount, self.system);
         let ctx = LeaseCtx {
@@ -1190,13 +1192,17 @@ impl RequestLeases {
     }
 
     /// Activates the reservation `secret` names (`Expiration::activate`); if that fails,
-    /// revokes the credential the engine created (`abort`). Then lets revocations at it.
+    /// revokes the credential the engine created (`abort`, or straight through the engine
+    /// if the reservation is gone). Then lets revocations at it.
     pub async fn activate(&self, secret: &SecretSpec) -> Result<(i64, Option<String>)> {
         let r = self.expiration.activate(&self.mount, secret).await;
-        if r.is_err() {
-            self.expiration
+        if r.is_err()
+            && !self
+                .expiration
                 .abort(&secret.reservation, Some(&secret.internal))
-                .await;
+                .await
+        {
+            self.expiration.revoke_unreserved(&self.mount, secret).await;
         }
         self.release(&secret.reservation);
         r
@@ -1204,6 +1210,7 @@ impl RequestLeases {
 
     /// Aborts a reservation (`Expiration::abort`), then lets go of it.
     pub async fn abort(&self, id: &str, internal: Option<&Value>) {
+        // Without `internal` the engine returned nothing to revoke beyond the reservation.
         self.expiration.abort(id, internal).await;
         self.release(id);
     }
