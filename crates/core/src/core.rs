@@ -496,17 +496,23 @@ impl Core {
                 return Err(e);
             }
         };
-        if let Some(r) = resp.as_mut() {
-            r.mount_type = mounted.entry.kind.clone();
-            self.register(&active, &mounted, &req, &leases, r).await?;
-        }
-        let used = resp
-            .as_ref()
-            .map(|r| r.lease_id.clone())
-            .unwrap_or_default();
+        let registered = match resp.as_mut() {
+            Some(r) => {
+                r.mount_type = mounted.entry.kind.clone();
+                self.register(&active, &mounted, &req, &leases, r).await
+            }
+            None => Ok(()),
+        };
+        // Whatever the request reserved and is not handing out is revoked now, also when
+        // registering failed (the client gets nothing, so nothing it reserved stays).
+        let used = match (&registered, resp.as_ref()) {
+            (Ok(()), Some(r)) => r.lease_id.clone(),
+            _ => String::new(),
+        };
         for id in leases.reserved().into_iter().filter(|id| *id != used) {
             leases.abort(&id, None).await;
         }
+        registered?;
         if let Some(t) = &token_entry {
             active.tokens.finish_use(t).await?;
         }

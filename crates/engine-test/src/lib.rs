@@ -35,6 +35,9 @@ pub struct Behaviour {
     /// Fail every issuance after the resource was created (tests the rollback).
     #[serde(default)]
     pub fail_create: bool,
+    /// Return the secret without its reservation id: an engine bug the core must catch.
+    #[serde(default)]
+    pub lose_reservation: bool,
     /// Lease TTL and max TTL the engine asks for, seconds (0 = mount defaults).
     #[serde(default)]
     pub ttl: i64,
@@ -175,6 +178,9 @@ impl PathHandler for ConfigPath {
         if let Some(v) = d.bool("fail_create") {
             b.fail_create = v;
         }
+        if let Some(v) = d.bool("lose_reservation") {
+            b.lose_reservation = v;
+        }
         if let Some(v) = d.secs("ttl") {
             b.ttl = v;
         }
@@ -231,7 +237,11 @@ impl PathHandler for CredsPath {
                 max_ttl: Duration::from_secs(b.max_ttl.max(0) as u64),
                 renewable: b.renewable,
                 internal: planned,
-                reservation,
+                reservation: if b.lose_reservation {
+                    String::new()
+                } else {
+                    reservation
+                },
             }),
             ..Default::default()
         }))
@@ -356,6 +366,10 @@ pub fn factory(_entry: &MountEntry) -> Result<Arc<dyn Backend>> {
                 field::int("renew_delay_ms", "Delay of each renewal."),
                 field::int("create_delay_ms", "Delay between reserve and return."),
                 field::bool("fail_create", "Fail issuance after creating."),
+                field::bool(
+                    "lose_reservation",
+                    "Return secrets without their reservation.",
+                ),
                 field::dur("ttl", "Lease TTL."),
                 field::dur("max_ttl", "Lease max TTL."),
                 field::bool("renewable", "Leases are renewable."),
