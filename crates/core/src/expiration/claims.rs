@@ -82,8 +82,9 @@ impl Claims {
 
     /// Holds the lease for a revocation, once any renewal or issuance in flight has landed.
     pub async fn revocation(self: &Arc<Self>, id: &str) -> Claim {
+        // Held for an issuance (`Err`): wait for it as for a renewal.
         let key = self
-            .take(|held| Self::revoking(held, id, true).and_then(Result::ok))
+            .take(|held| Self::revoking(held, id).and_then(Result::ok))
             .await;
         self.claim(key)
     }
@@ -93,17 +94,13 @@ impl Claims {
         self: &Arc<Self>,
         id: &str,
     ) -> Result<Claim, BeingIssued> {
-        let key = self.take(|held| Self::revoking(held, id, false)).await?;
+        let key = self.take(|held| Self::revoking(held, id)).await?;
         Ok(self.claim(key))
     }
 
-    /// One attempt at a revocation's hold: `None` to wait; `Err` when an issuance holds
-    /// the lease and `wait_for_issuance` is false.
-    fn revoking(
-        held: &mut Held,
-        id: &str,
-        wait_for_issuance: bool,
-    ) -> Option<Result<Arc<str>, BeingIssued>> {
+    /// One attempt at a revocation's hold: `None` to wait for a renewal, `Err` when an
+    /// issuance holds the lease.
+    fn revoking(held: &mut Held, id: &str) -> Option<Result<Arc<str>, BeingIssued>> {
         match held.get_key_value(id) {
             None => {
                 let key: Arc<str> = id.into();
@@ -111,7 +108,6 @@ impl Claims {
                 Some(Ok(key))
             }
             Some((_, Hold::Renewing)) => None,
-            Some((_, Hold::Issuing)) if wait_for_issuance => None,
             Some((_, Hold::Issuing)) => Some(Err(BeingIssued)),
             Some((key, Hold::Revoking(n))) => {
                 let (key, n) = (key.clone(), *n + 1);
