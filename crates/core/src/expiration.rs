@@ -1012,12 +1012,21 @@ impl Expiration {
         self.events.emit_failure(&e, now);
     }
 
+    /// Takes up to `max` due leases from the schedule and tells the backlog how many are
+    /// due now and shortly, so a burst's removals can wait from its start.
+    fn take_due(&self, now_ms: i64, max: usize) -> Vec<String> {
+        let due = self.schedule.pop_due(now_ms, max);
+        self.backlog
+            .ahead(due.len() + self.schedule.due_soon(now_ms));
+        due
+    }
+
     /// Runs the scheduler until `stop` fires: due leases go to the worker pool in groups
     /// (`expire_many`), each lease revoked under its mount's concurrency limit.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             let now_ms = self.clock.now_ms();
-            let due = self.schedule.pop_due(now_ms, EXPIRY_GROUP);
+            let due = self.take_due(now_ms, EXPIRY_GROUP);
             if !due.is_empty() {
                 let this = self.clone();
                 crate::background::spawn(async move { this.expire_many(due).await });
@@ -1042,7 +1051,7 @@ impl Expiration {
     /// manual clock, then call this instead of running the scheduler. Returns how many
     /// were handled.
     pub async fn run_due_now(self: &Arc<Self>) -> usize {
-        let due = self.schedule.pop_due(self.clock.now_ms(), usize::MAX);
+        let due = self.take_due(self.clock.now_ms(), usize::MAX);
         let n = due.len();
         self.expire_many(due).await;
         n

@@ -147,3 +147,33 @@ async fn a_bursts_removals_wait_for_its_revocations_and_a_small_batch_does_not()
         );
     }
 }
+
+/// A few leases due now wait for their removals when a burst is due the next second: the
+/// scheduler sees it coming, so the burst's revocations do not share the CPU with the
+/// writer from its start. (More than the backlog's 16,384-lease threshold come due.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_wait_when_a_burst_is_due_the_next_second() {
+    const NOW: usize = 200;
+    const NEXT: usize = 16_500;
+    let env = Env::new().await;
+    env.configure(json!({"ttl": "3600s"})).await;
+    for _ in 0..NOW {
+        env.issue().await;
+    }
+    env.configure(json!({"ttl": "3601s"})).await;
+    for _ in 0..NEXT {
+        env.issue().await;
+    }
+    env.clock.advance(3600);
+    let expiration = env.core.active().unwrap().expiration.clone();
+    assert_eq!(expiration.run_due_now().await, NOW);
+    assert!(
+        expiration.removals_deferred() > 0,
+        "the {NOW} due now waited for the burst behind them"
+    );
+    assert_eq!(env.resources().await, NEXT, "only those due now revoked");
+    env.clock.advance(1);
+    assert_eq!(expiration.run_due_now().await, NEXT);
+    assert_eq!(env.resources().await, 0, "every removal written");
+    assert!(expiration.ids_under("test/").await.unwrap().is_empty());
+}

@@ -5,7 +5,9 @@
 //! and the removals (tombstones the storage writer inserts, the read cache's invalidations)
 //! were about half of its CPU, taken from the revocations still waiting. So while many due
 //! leases wait to be revoked, revoked leases keep their records, and their claims, for a
-//! while: a crash meanwhile revokes them again, which every engine accepts. The wait is
+//! while: a crash meanwhile revokes them again, which every engine accepts. They wait
+//! when revocation has fallen behind, and from the start of a burst the scheduler sees
+//! coming (many leases due this second and the next). The wait is
 //! bounded in leases held and in time, so a slow upstream that keeps a backlog for long
 //! does not hold the bookkeeping with it.
 
@@ -20,6 +22,11 @@ const BEHIND: usize = 1024;
 /// last state holds, so the writer does not start each time a burst's queue dips and take
 /// the CPU it would need to catch up.
 const CAUGHT_UP: usize = 128;
+/// Leases due from now to the end of the next second above which a burst is coming, and
+/// removals wait from its start: a burst spread over its second is revoked about as fast
+/// as it comes due until late in the second, so `BEHIND` alone let the writer take one of
+/// the two cores through most of it. About 8k expiries a second, far above a steady flow.
+const BURST: usize = 16_384;
 /// Revoked leases whose removals may wait, in all (about 1 KiB each while they wait).
 const HOLD_MAX: usize = 131_072;
 /// How long one group of revoked leases may wait for its removal.
@@ -33,6 +40,8 @@ pub(super) struct Backlog {
     due: AtomicUsize,
     /// Removals wait (since `due` passed `BEHIND`, until it is back to `CAUGHT_UP`).
     waiting: AtomicBool,
+    /// Many leases come due shortly: removals wait for them too.
+    burst: AtomicBool,
     /// Revoked leases whose removal is waiting.
     held: AtomicUsize,
     /// Revoked leases whose removal waited, since start.
@@ -57,7 +66,16 @@ impl Backlog {
         if waiting != was {
             self.waiting.store(waiting, Ordering::Relaxed);
         }
-        waiting && self.room()
+        (waiting || self.burst.load(Ordering::Relaxed)) && self.room()
+    }
+
+    /// The scheduler saw `n` leases due now and shortly.
+    pub(super) fn ahead(&self, n: usize) {
+        let burst = n > BURST;
+        // Written only when it changes, as `waiting`: the scheduler tells this every pass.
+        if burst != self.burst.load(Ordering::Relaxed) {
+            self.burst.store(burst, Ordering::Relaxed);
+        }
     }
 
     fn room(&self) -> bool {
@@ -79,5 +97,40 @@ impl Backlog {
 
     pub(super) fn deferred(&self) -> u64 {
         self.deferred.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removals_wait_through_a_burst_seen_coming_and_go_once_it_has_passed() {
+        let b = Backlog::default();
+        b.ahead(BURST);
+        assert!(!b.behind(), "a steady flow's removals go at once");
+        b.ahead(BURST + 1);
+        assert!(b.behind(), "a burst coming: removals wait from its start");
+        b.hold(HOLD_MAX);
+        assert!(!b.behind(), "never more than HOLD_MAX held");
+        b.release(HOLD_MAX);
+        assert!(b.behind());
+        b.ahead(0);
+        assert!(!b.behind(), "the burst has passed");
+    }
+
+    #[test]
+    fn removals_wait_while_revocation_is_behind_until_it_has_caught_up() {
+        let b = Backlog::default();
+        b.taken(BEHIND);
+        assert!(!b.behind());
+        b.taken(1);
+        assert!(b.behind());
+        for _ in 0..(BEHIND + 1 - CAUGHT_UP - 1) {
+            b.revoked();
+        }
+        assert!(b.behind(), "above CAUGHT_UP it still waits");
+        b.revoked();
+        assert!(!b.behind(), "caught up");
     }
 }

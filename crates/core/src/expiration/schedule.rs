@@ -323,6 +323,15 @@ impl Schedule {
         self.inner.lock().by_id.get(id).copied()
     }
 
+    /// Leases due from `now_ms` to the end of the next second (counting, in the current
+    /// second, entries left behind by a move): what tells a burst coming.
+    pub fn due_soon(&self, now_ms: i64) -> usize {
+        let s = second(now_ms);
+        let g = self.inner.lock();
+        let bucket = |s: i64| g.by_time.get(&s).map_or(0, HashSet::len);
+        g.near.len() + bucket(s) + bucket(s + 1)
+    }
+
     pub fn len(&self) -> usize {
         self.inner.lock().by_id.len()
     }
@@ -356,6 +365,26 @@ mod tests {
         s.insert_forced("c", 20_000);
         s.remove("c");
         assert!(!s.take_forced("c"), "removed with its lease");
+    }
+
+    #[test]
+    fn due_soon_counts_this_second_and_the_next_only() {
+        let s = Schedule::new();
+        s.insert("early", 9_500);
+        for (i, at) in [10_100, 10_900, 11_000, 11_999, 12_000].iter().enumerate() {
+            s.insert(&format!("l{i}"), *at);
+        }
+        assert_eq!(s.due_soon(10_000), 4, "10.1, 10.9, 11.0 and 11.999 s");
+        // Once second 10 is opened its leases are counted in `near` until taken.
+        assert_eq!(s.pop_due(10_100, 10), vec!["early", "l0"]);
+        assert_eq!(s.due_soon(10_100), 3);
+        assert_eq!(
+            s.due_soon(11_000),
+            4,
+            "10.9 s still due, 11.0, 11.999 and 12.0 s"
+        );
+        s.remove("l4");
+        assert_eq!(s.due_soon(11_000), 3);
     }
 
     /// Whether a wake-up is waiting for the scheduler.
