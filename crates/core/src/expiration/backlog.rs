@@ -23,7 +23,7 @@ const BEHIND: usize = 1024;
 /// the CPU it would need to catch up.
 const CAUGHT_UP: usize = 128;
 /// Leases due from now to the end of the next second above which a burst is coming, and
-/// removals wait from its start: a burst spread over its second is revoked about as fast
+/// removals wait from its start until no more than `CAUGHT_UP` are left: a burst spread over its second is revoked about as fast
 /// as it comes due until late in the second, so `BEHIND` alone let the writer take one of
 /// the two cores through most of it. About 8k expiries a second, far above a steady flow.
 const BURST: usize = 16_384;
@@ -71,9 +71,12 @@ impl Backlog {
 
     /// The scheduler saw `n` leases due now and shortly.
     pub(super) fn ahead(&self, n: usize) {
-        let burst = n > BURST;
+        // Until the burst has passed, not only until fewer than `BURST` are left: letting
+        // the removals go while its last leases come due made those the late ones.
+        let was = self.burst.load(Ordering::Relaxed);
+        let burst = n > BURST || (was && n > CAUGHT_UP);
         // Written only when it changes, as `waiting`: the scheduler tells this every pass.
-        if burst != self.burst.load(Ordering::Relaxed) {
+        if burst != was {
             self.burst.store(burst, Ordering::Relaxed);
         }
     }
@@ -115,8 +118,12 @@ mod tests {
         assert!(!b.behind(), "never more than HOLD_MAX held");
         b.release(HOLD_MAX);
         assert!(b.behind());
-        b.ahead(0);
+        b.ahead(CAUGHT_UP + 1);
+        assert!(b.behind(), "its last leases still coming due");
+        b.ahead(CAUGHT_UP);
         assert!(!b.behind(), "the burst has passed");
+        b.ahead(BURST);
+        assert!(!b.behind(), "and only a burst starts it again");
     }
 
     #[test]
