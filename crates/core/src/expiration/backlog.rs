@@ -23,9 +23,10 @@ const BEHIND: usize = 1024;
 /// the CPU it would need to catch up.
 const CAUGHT_UP: usize = 128;
 /// Leases due from now to the end of the next second above which a burst is coming, and
-/// removals wait from its start until no more than `CAUGHT_UP` are left: a burst spread over its second is revoked about as fast
-/// as it comes due until late in the second, so `BEHIND` alone let the writer take one of
-/// the two cores through most of it. About 8k expiries a second, far above a steady flow.
+/// removals wait from its start until no more than `CAUGHT_UP` are left: a burst spread
+/// over its second is revoked about as fast as it comes due until late in the second, so
+/// `BEHIND` alone let the writer take one of the two cores through most of it. About 8k
+/// expiries a second, far above a steady flow.
 const BURST: usize = 16_384;
 /// Revoked leases whose removals may wait, in all (about 1 KiB each while they wait).
 const HOLD_MAX: usize = 131_072;
@@ -40,12 +41,25 @@ pub(super) struct Backlog {
     due: AtomicUsize,
     /// Removals wait (since `due` passed `BEHIND`, until it is back to `CAUGHT_UP`).
     waiting: AtomicBool,
-    /// Many leases come due shortly: removals wait for them too.
+    /// A burst is coming due (since more than `BURST` were due shortly, until no more than
+    /// `CAUGHT_UP` are): removals wait for it too.
     burst: AtomicBool,
     /// Revoked leases whose removal is waiting.
     held: AtomicUsize,
     /// Revoked leases whose removal waited, since start.
     deferred: AtomicU64,
+}
+
+/// Sets `flag` once `n` is above `start` and clears it once `n` is back to `CAUGHT_UP`;
+/// between the two the last state holds. Returns the state. Written only when it changes:
+/// it is asked once or twice per group of revocations and on every scheduler pass.
+fn latch(flag: &AtomicBool, n: usize, start: usize) -> bool {
+    let was = flag.load(Ordering::Relaxed);
+    let on = (was || n > start) && n > CAUGHT_UP;
+    if on != was {
+        flag.store(on, Ordering::Relaxed);
+    }
+    on
 }
 
 impl Backlog {
@@ -60,25 +74,15 @@ impl Backlog {
     /// True while removals should wait for the revocations.
     pub(super) fn behind(&self) -> bool {
         let due = self.due.load(Ordering::Relaxed);
-        let was = self.waiting.load(Ordering::Relaxed);
-        let waiting = (was || due > BEHIND) && due > CAUGHT_UP;
-        // Written only when it changes: this is asked once or twice per group of revocations.
-        if waiting != was {
-            self.waiting.store(waiting, Ordering::Relaxed);
-        }
+        let waiting = latch(&self.waiting, due, BEHIND);
         (waiting || self.burst.load(Ordering::Relaxed)) && self.room()
     }
 
-    /// The scheduler saw `n` leases due now and shortly.
+    /// The scheduler saw `n` leases due now and shortly. The burst lasts until it has
+    /// passed, not only until fewer than `BURST` are left: letting the removals go while
+    /// its last leases come due made those the late ones.
     pub(super) fn ahead(&self, n: usize) {
-        // Until the burst has passed, not only until fewer than `BURST` are left: letting
-        // the removals go while its last leases come due made those the late ones.
-        let was = self.burst.load(Ordering::Relaxed);
-        let burst = n > BURST || (was && n > CAUGHT_UP);
-        // Written only when it changes, as `waiting`: the scheduler tells this every pass.
-        if burst != was {
-            self.burst.store(burst, Ordering::Relaxed);
-        }
+        latch(&self.burst, n, BURST);
     }
 
     fn room(&self) -> bool {
