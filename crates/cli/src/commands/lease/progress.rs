@@ -154,9 +154,12 @@ fn handled(p: Progress) -> u64 {
 
 /// `[#########---------]  450/1000 revoked, 0 failed`
 pub fn bar(p: Progress) -> String {
-    let filled = match p.total {
-        0 => BAR_WIDTH,
-        t => (handled(p).min(t) as u128 * BAR_WIDTH as u128 / t as u128) as usize,
+    let filled = match (p.total, p.finished) {
+        // Nothing under the prefix.
+        (0, true) => BAR_WIDTH,
+        // The job is still counting its leases.
+        (0, false) => 0,
+        (t, _) => (handled(p).min(t) as u128 * BAR_WIDTH as u128 / t as u128) as usize,
     };
     format!(
         "[{}{}] {}/{} revoked, {} failed",
@@ -191,7 +194,13 @@ mod tests {
         let b = bar(p);
         assert!(b.starts_with(&format!("[{}{}]", "#".repeat(15), "-".repeat(15))));
         assert!(b.ends_with("4/10 revoked, 1 failed"));
-        assert!(bar(Progress::default()).starts_with(&format!("[{}]", "#".repeat(BAR_WIDTH))));
+        let counting = Progress::default();
+        assert!(bar(counting).starts_with(&format!("[{}]", "-".repeat(BAR_WIDTH))));
+        let empty_prefix = Progress {
+            finished: true,
+            ..Default::default()
+        };
+        assert!(bar(empty_prefix).starts_with(&format!("[{}]", "#".repeat(BAR_WIDTH))));
         // More handled than counted at the start (leases issued meanwhile) stays in the bar.
         let over = bar(Progress {
             total: 2,
