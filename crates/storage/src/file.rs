@@ -287,8 +287,8 @@ impl Writer {
 /// A group's ops in key order, one per key: the last queued. fjall leaves the order of two
 /// writes to one key in a batch unspecified, hence one write per key. Key order is for the
 /// memtable: fjall inserts a batch's ops into its skip list one after another, and each
-/// insert's search then walks nodes the one before just touched (in a revoke-prefix page,
-/// out of order, the writer spent half its time in that search, on cache misses).
+/// insert's search then walks nodes the one before just touched (that search is about half
+/// the writer's time in a revoke-prefix; in key order the writer used about a sixth less).
 fn last_write_per_key(group: &[Job]) -> Vec<&WriteOp> {
     let mut ops: Vec<&WriteOp> = group.iter().flat_map(|job| &job.ops).collect();
     // Stable: writes to one key keep their queue order, so the last of each run wins.
