@@ -17,6 +17,14 @@ use lessor_storage::{Result, Storage, WriteOp};
 use serde_json::json;
 use tokio::sync::Notify;
 
+/// Issues `n` leases of the test engine, each with time to live `ttl`.
+async fn issue_with_ttl(env: &Env, ttl: &str, n: usize) {
+    env.configure(json!({ "ttl": ttl })).await;
+    for _ in 0..n {
+        env.issue().await;
+    }
+}
+
 /// Storage whose writes wait while it is held: a disk that has stopped answering.
 #[derive(Default)]
 struct Held {
@@ -84,13 +92,10 @@ impl Storage for Held {
 async fn revocations_go_on_while_removals_wait_for_the_disk() {
     let storage = Arc::new(Held::default());
     let env = Env::over(storage.clone()).await;
-    env.configure(json!({"ttl": "1h"})).await;
     // More than one removal group (512) and the engine calls in flight (96) together: a
     // scheduler that waited for each group's write would stop after the first group.
     const N: usize = 1500;
-    for _ in 0..N {
-        env.issue().await;
-    }
+    issue_with_ttl(&env, "1h", N).await;
     assert_eq!(env.resources().await, N);
 
     storage.held.store(true, Ordering::SeqCst);
@@ -126,10 +131,7 @@ async fn revocations_go_on_while_removals_wait_for_the_disk() {
 async fn a_bursts_removals_wait_for_its_revocations_and_a_small_batch_does_not() {
     for (n, waits) in [(200, false), (2_500, true)] {
         let env = Env::new().await;
-        env.configure(json!({"ttl": "1h"})).await;
-        for _ in 0..n {
-            env.issue().await;
-        }
+        issue_with_ttl(&env, "1h", n).await;
         env.clock.advance(3601);
         let expiration = env.core.active().unwrap().expiration.clone();
         assert_eq!(expiration.run_due_now().await, n);
@@ -156,14 +158,8 @@ async fn removals_wait_when_a_burst_is_due_the_next_second() {
     const NOW: usize = 200;
     const NEXT: usize = 16_500;
     let env = Env::new().await;
-    env.configure(json!({"ttl": "3600s"})).await;
-    for _ in 0..NOW {
-        env.issue().await;
-    }
-    env.configure(json!({"ttl": "3601s"})).await;
-    for _ in 0..NEXT {
-        env.issue().await;
-    }
+    issue_with_ttl(&env, "3600s", NOW).await;
+    issue_with_ttl(&env, "3601s", NEXT).await;
     env.clock.advance(3600);
     let expiration = env.core.active().unwrap().expiration.clone();
     assert_eq!(expiration.run_due_now().await, NOW);

@@ -124,15 +124,14 @@ impl Expiration {
         }
         let prefix = prefix.trim_start_matches('/').to_string();
         let now = self.clock.now_unix();
-        // The job counts its leases itself, in the background: counting 100k took a
-        // request thread over 100 ms, at the expense of the requests beside it.
-        let total = 0;
         let job = Job {
             id: uuid::Uuid::new_v4().to_string(),
             prefix,
             force,
             state: JobState::Running,
-            total,
+            // The job counts its leases itself, in the background (`run_job`): counting
+            // 100k took a request thread over 100 ms, beside the requests it serves.
+            total: 0,
             done: 0,
             failed: 0,
             errors: Vec::new(),
@@ -206,8 +205,8 @@ impl Expiration {
         Ok((format!("{ID_PREFIX}{trimmed}/"), None))
     }
 
-    async fn count_under(&self, prefix: &str) -> Result<u64> {
-        let (base, exact) = self.range_of(prefix).await?;
+    /// How many leases a range (`range_of`) holds.
+    async fn count_in(&self, base: &str, exact: Option<&str>) -> Result<u64> {
         if exact.is_some() {
             return Ok(1);
         }
@@ -216,7 +215,7 @@ impl Expiration {
         loop {
             let keys = self
                 .storage
-                .scan_keys(&base, after.as_deref(), 10_000)
+                .scan_keys(base, after.as_deref(), 10_000)
                 .await?;
             let Some(last) = keys.last() else { break };
             after = Some(last.clone());
@@ -253,12 +252,12 @@ impl Expiration {
     /// done (a restart resumes at the first page not finished).
     async fn run_job(self: &Arc<Self>, mut job: Job) -> Result<()> {
         use futures_util::TryStreamExt;
+        let (base, exact) = self.range_of(&job.prefix).await?;
         if job.cursor.is_none() && job.done == 0 {
-            job.total = self.count_under(&job.prefix).await?;
+            job.total = self.count_in(&base, exact.as_deref()).await?;
             self.save_job(&job).await?;
             self.publish(&job);
         }
-        let (base, exact) = self.range_of(&job.prefix).await?;
         let force = job.force;
         let pages = futures_util::stream::try_unfold(job.cursor.clone(), |cursor| {
             let (this, base, exact) = (self.clone(), base.clone(), exact.clone());
