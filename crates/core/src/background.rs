@@ -9,6 +9,8 @@
 //! CPU-bound, and with one thread the other core sat idle through a burst of expiries
 //! while the due leases queued (with two on two cores, p50 lateness 57-79 ms against
 //! 195-307 ms). The lower priority, not fewer threads, is what keeps requests first.
+//! The threads are marked as background (`lessor_storage::priority`), so the file backend
+//! commits the writes they alone queue at the same priority.
 //! One runtime for the process, never dropped: cores come and go with seal and unseal,
 //! their background tasks stop through their own signals.
 
@@ -20,7 +22,6 @@ use tokio::task::JoinHandle;
 
 /// Most background threads, however many cores.
 const MAX_THREADS: usize = 8;
-const NICE: i32 = 5;
 
 /// A thread per core the process may run on, one at least.
 fn threads() -> usize {
@@ -60,9 +61,9 @@ where
 }
 
 fn lower_priority() {
-    // On Linux the nice value is per thread, and no pid names the calling thread. A
-    // failure only leaves the thread at normal priority.
-    if let Err(e) = rustix::process::setpriority_process(None, NICE) {
+    // Marked as background, the thread's writes are also committed at its priority. A
+    // failure to lower it only leaves the thread at normal priority.
+    if let Err(e) = lessor_storage::priority::enter_background() {
         tracing::debug!(error = %e, "background threads keep normal priority");
     }
 }
@@ -75,7 +76,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(nice, super::NICE);
+        assert_eq!(nice, lessor_storage::priority::NICE);
     }
 
     /// Two tasks that each hold their thread until the other has started: on one thread

@@ -4,7 +4,8 @@
 //! barrier, so a backend never sees plaintext). The trait knows nothing of its
 //! implementations; `conformance` is the one suite they all pass.
 //!
-//! `cache` is the read cache in front of a backend (Vault's `cache_size`).
+//! `cache` is the read cache in front of a backend (Vault's `cache_size`); `priority` marks
+//! the threads doing background work, whose writes the file backend commits at their priority.
 //!
 //! Backends: `inmem` (dev mode, tests) and `file` (the durable default, fjall with group
 //! commit; docs/decisions/storage.md has the measurements behind it).
@@ -17,6 +18,7 @@ pub mod conformance;
 pub mod file;
 pub mod inmem;
 pub mod listing;
+pub mod priority;
 
 pub use file::{FileStorage, open_file};
 
