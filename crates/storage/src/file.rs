@@ -272,8 +272,7 @@ impl Writer {
     /// The writer thread: takes queued requests a group at a time and commits each group,
     /// here or, if only background threads queued it, on `lower`'s thread.
     fn run(&self, queue: &mpsc::Receiver<Job>, lower: Option<Lower>) {
-        // Ends when every `FileStorage` handle (and so every sender) is gone; dropping
-        // `lower` then ends its thread too.
+        // Ends when every `FileStorage` handle (and so every sender) is gone.
         while let Ok(first) = queue.recv() {
             let mut bytes = 0;
             let mut group = vec![first];
@@ -290,6 +289,9 @@ impl Writer {
                 Some(lower) if group.iter().all(|job| job.background) => lower.apply(group, self),
                 _ => self.apply(group),
             }
+        }
+        if let Some(lower) = lower {
+            lower.stop();
         }
     }
 
@@ -324,10 +326,9 @@ impl Writer {
 
 /// The thread that commits background groups, at background priority.
 struct Lower {
-    /// `None` only while dropping: closing it is what stops the thread.
-    groups: Option<mpsc::SyncSender<Vec<Job>>>,
+    groups: mpsc::SyncSender<Vec<Job>>,
     committed: mpsc::Receiver<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Lower {
@@ -353,20 +354,16 @@ impl Lower {
             .inspect_err(|e| tracing::warn!(error = %e, "no thread for background commits"))
             .ok()?;
         Some(Self {
-            groups: Some(groups),
+            groups,
             committed,
-            thread: Some(thread),
+            thread,
         })
     }
 
     /// Has the thread commit `group` and waits until it has (`writer` does it if the thread
     /// is gone).
     fn apply(&self, group: Vec<Job>, writer: &Writer) {
-        let sent = match &self.groups {
-            Some(groups) => groups.send(group),
-            None => Err(mpsc::SendError(group)),
-        };
-        match sent {
+        match self.groups.send(group) {
             // A thread gone mid-group dropped its requests: they see the store closed.
             Ok(()) => {
                 let _ = self.committed.recv();
@@ -374,14 +371,12 @@ impl Lower {
             Err(mpsc::SendError(group)) => writer.apply(group),
         }
     }
-}
 
-impl Drop for Lower {
-    fn drop(&mut self) {
-        drop(self.groups.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    /// Ends the thread once it has committed what it was given, so the store can close.
+    fn stop(self) {
+        drop(self.groups);
+        // An Err means the thread panicked; it has stopped either way.
+        let _ = self.thread.join();
     }
 }
 
