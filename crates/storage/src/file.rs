@@ -477,20 +477,24 @@ mod tests {
     async fn background_writes_are_committed_at_background_priority() {
         let dir = tempdir();
         let s = Arc::new(must(FileStorage::open(dir.path())));
-        let lower = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| t.ok())
-            .find(|t| {
-                std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|c| c.trim() == "storage-lower")
-            })
-            .and_then(|t| t.file_name().to_str()?.parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw)
-            .expect("the background commit thread");
-        assert_eq!(
-            rustix::process::getpriority_process(Some(lower)).unwrap(),
-            crate::priority::NICE
-        );
+        // The thread names itself and lowers its priority once started: wait for both.
+        let lowered = || {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| t.ok())
+                .find(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.trim() == "storage-lower")
+                })
+                .and_then(|t| t.file_name().to_str()?.parse::<i32>().ok())
+                .and_then(rustix::process::Pid::from_raw)
+                .and_then(|tid| rustix::process::getpriority_process(Some(tid)).ok())
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while lowered() != Some(crate::priority::NICE) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(lowered(), Some(crate::priority::NICE));
         let from_background = s.clone();
         std::thread::spawn(move || {
             crate::priority::enter_background().unwrap();
