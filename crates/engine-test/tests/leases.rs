@@ -541,6 +541,49 @@ async fn a_corrupt_lease_record_is_quarantined_not_fatal() {
     env.issue().await;
 }
 
+/// Restore reads the index a page (2,000 entries) at a time, ahead of the schedule: an
+/// unreadable entry in the second of three pages is quarantined, and every other lease, in
+/// that page and in the pages around it, is scheduled.
+#[tokio::test]
+async fn a_corrupt_index_entry_in_a_long_restore_is_quarantined_and_the_rest_scheduled() {
+    const LEASES: usize = 4_100;
+    let env = Env::new().await;
+    env.configure(json!({"ttl": "60s"})).await;
+    for _ in 0..LEASES {
+        env.issue().await;
+    }
+    let physical = env.storage.clone();
+    let index = physical
+        .scan_keys("sys/expire/idx/", None, LEASES + 1)
+        .await
+        .unwrap();
+    assert_eq!(index.len(), LEASES);
+    let key = index[2_500].clone();
+    let mut raw = physical.get(&key).await.unwrap().unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 0xff;
+    physical.put(&key, raw).await.unwrap();
+    let env = env.restart().await;
+    let active = env.core.active().unwrap();
+    assert_eq!(active.expiration.schedule().len(), LEASES - 1);
+    let bad = &key["sys/expire/idx/".len()..];
+    assert_eq!(active.expiration.schedule().expiry_of(bad), None);
+    let q = env
+        .data(Operation::Read, "sys/leases/quarantine", json!({}))
+        .await;
+    assert_eq!(q["lease_count"], 1);
+    assert_eq!(q["leases"][0]["lease_id"], json!(bad));
+    let reason = q["leases"][0]["reason"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("unreadable index entry"), "{reason}");
+    env.clock.advance(61);
+    assert_eq!(env.run_due().await, LEASES - 1);
+    assert_eq!(
+        env.resources().await,
+        1,
+        "only the quarantined lease's is left"
+    );
+}
+
 /// A lease quarantined over a passing read error can still be revoked once readable, and its
 /// marker goes with it: whether the marker was there at unseal or written since.
 #[tokio::test]
