@@ -83,9 +83,9 @@ impl Expiration {
                     // One bad value fails a whole page: walk its keys one by one instead,
                     // then read on after them (the reader stopped at the error).
                     tracing::warn!(error = %err, "lease index page unreadable; reading it key by key");
-                    let page = self.index_page_by_key(from.as_deref()).await?;
-                    if page.len() == PAGE {
-                        pages = self.read_index(page.last().map(|(k, _)| k.clone()));
+                    let (page, next) = self.index_page_by_key(from.as_deref()).await?;
+                    if next.is_some() {
+                        pages = self.read_index(next);
                     }
                     page
                 }
@@ -94,10 +94,6 @@ impl Expiration {
             let mut due = Vec::with_capacity(page.len());
             let mut corrupt = Vec::new();
             for (key, raw) in page {
-                if raw.is_empty() {
-                    // Quarantined by the key-by-key read, with its reason.
-                    continue;
-                }
                 match serde_json::from_slice::<IndexEntry>(&raw) {
                     Ok(ix) if ix.s == LeaseState::Irrevocable => due.push((key, retry)),
                     Ok(ix) if ix.e > 0 => {
@@ -146,8 +142,18 @@ impl Expiration {
         rx
     }
 
-    async fn index_page_by_key(&self, after: Option<&str>) -> Result<Vec<(String, Vec<u8>)>> {
+    /// Reads the page of the index after `after` one key at a time, quarantining the
+    /// entries that cannot be read. Returns the readable entries and, unless this was the
+    /// last page, the key to read on after.
+    async fn index_page_by_key(
+        &self,
+        after: Option<&str>,
+    ) -> Result<(Vec<(String, Vec<u8>)>, Option<String>)> {
         let keys = self.storage.scan_keys(INDEX_PREFIX, after, PAGE).await?;
+        let next = match keys.last() {
+            Some(last) if keys.len() == PAGE => Some(last.clone()),
+            _ => None,
+        };
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             match self.storage.get(&key).await {
@@ -157,12 +163,10 @@ impl Expiration {
                     let id = key[INDEX_PREFIX.len()..].to_string();
                     self.quarantine(&id, &format!("unreadable index entry: {err}"))
                         .await;
-                    // Keep the key in the page so the walk moves past it.
-                    out.push((key, Vec::new()));
                 }
             }
         }
-        Ok(out)
+        Ok((out, next))
     }
 
     /// Sets a lease aside: unscheduled, its record kept, the reason listed.
